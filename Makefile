@@ -1,0 +1,35 @@
+# One venv, one stamp: `make install` reinstalls only when pyproject.toml changes.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WORKSPACE ?= $(CURDIR)/workspace
+
+export RAY_USAGE_STATS_ENABLED := 0
+export RAY_AUTH_MODE := disabled
+
+.PHONY: install demo test bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/motionlab --workspace $(WORKSPACE) demo
+
+test: install
+	$(BIN)/ruff check platform pipelines experiments benchmarks tests
+	$(BIN)/python -m pytest -q tests
+
+bench: install
+	$(BIN)/python benchmarks/pipeline_throughput.py
+
+lint: install
+	$(BIN)/ruff check platform pipelines experiments benchmarks tests
+
+clean:
+	rm -rf $(VENV) workspace

@@ -1,0 +1,140 @@
+"""Frames per second of the Ray Data Penn Action pipeline against a plain sequential loop.
+
+Both do the same work with the same models on the same data and machine: decode and crop every
+frame, SSIM successor chains, captions, image tokens (the same trained FSQ tokenizer), pose tokens,
+text tokens, validation, Parquet splits. The image tokenizer is trained once beforehand and is not
+timed; neither is Ray's start-up.
+
+    .venv/bin/python benchmarks/pipeline_throughput.py [--videos 48] [--config m4 --preset tiny]
+
+Data: frames rendered from the real Penn Action labels in ../shared/datasets (real frame sizes and
+joint motion) when present, else generated look-alike videos at 360 x 480. The last line reads
+`speedup=<x>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from motionlab.tokenizers.text import train_bpe
+
+from motionlab.config import load_config
+from motionlab.datasets.penn_action import list_video_ids, read_label
+from motionlab.datasets.synth_penn import synth_penn_action
+from motionlab.modalities import Kind
+from motionlab.pipelines.image_tokenizer import ensure_image_tokenizer
+from motionlab.pipelines.penn_action import (
+    PipelineSettings,
+    _modalities,
+    assign_splits,
+    prepare_penn_action,
+    sample_spec,
+)
+from motionlab.pipelines.splits import SPLITS
+from motionlab.pipelines.stages import CaptionStage, FinalSpec, ImageTokenStage, finalize, pose_tokens
+from motionlab.pipelines.video_samples import video_to_samples
+from motionlab.raycluster import init_ray
+from motionlab.workspace import Workspace
+
+SHARED_LABELS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "penn_action" / "labels"
+
+
+def make_data(root: Path, videos: int) -> tuple[Path, str]:
+    source = root / "penn_action"
+    if SHARED_LABELS.is_dir():
+        synth_penn_action(source, videos=videos, labels=SHARED_LABELS)
+        return source, f"{videos} videos rendered from real Penn Action labels (real sizes)"
+    synth_penn_action(source, videos=videos, size=(360, 480), frames=(40, 80))
+    return source, f"{videos} generated look-alike videos at 360x480"
+
+
+def rows_to_batch(rows: list[dict]) -> dict[str, np.ndarray]:
+    """What Ray Data hands a map_batches stage, built by hand for the loop."""
+    batch: dict[str, np.ndarray] = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        batch[key] = np.stack(values) if isinstance(values[0], np.ndarray) else np.asarray(values, dtype=object)
+    return batch
+
+
+def sequential(cfg, source: Path, image_tok: Path, out: Path) -> int:
+    """The plain loop: one video after another through the same stage code, then the same outputs."""
+    ids = list_video_ids(source)
+    splits = assign_splits(cfg, source, ids)
+    spec = sample_spec(cfg, source)
+    mods = _modalities(cfg)
+    captioner = CaptionStage(cfg.data.captioner, cfg.data.captioner_path)
+    imager = ImageTokenStage(cfg.data.image_tokenizer, str(image_tok), mods) \
+        if any(m.kind is Kind.IMAGE for m in mods) else None
+    staged = []
+    for vid in ids:
+        batch = rows_to_batch(video_to_samples({"video_id": vid, "split": splits[vid]}, spec))
+        batch = captioner(batch)
+        if imager is not None:
+            batch = imager(batch)
+        staged.append(pose_tokens(batch, mods, cfg.data.pose_bins, cfg.data.image_size))
+    text = None
+    if any(m.kind is Kind.TEXT for m in mods):
+        captions = sorted({c for b in staged for c in b["caption"] if c})
+        train_bpe(captions, cfg.data.text_vocab_size, out / "text_tokenizer.json")
+        text = str(out / "text_tokenizer.json")
+    table = pa.concat_tables([finalize(b, FinalSpec(tuple(mods), cfg.lengths(), cfg.vocab(), text)) for b in staged])
+    reasons = table.column("reason").to_pylist()
+    split_col = table.column("split").to_pylist()
+    for split in SPLITS:
+        keep = [r == "" and s == split for r, s in zip(reasons, split_col, strict=True)]
+        (out / split).mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.filter(pa.array(keep)).drop(["reason"]), out / split / "part-0.parquet")
+    bad = [r != "" for r in reasons]
+    pq.write_table(table.filter(pa.array(bad)).select(["video_id", "frame", "reason"]), out / "quarantine.parquet")
+    return sum(1 for r in reasons if r == "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=48)
+    parser.add_argument("--config", default="m4")
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--num-cpus", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="motionlab-bench-"))
+    try:
+        cfg = load_config(args.config, preset=args.preset)
+        source, what = make_data(root, args.videos)
+        ids = list_video_ids(source)
+        frames = sum(read_label(source, v).num_frames for v in ids)
+        workspace = Workspace(root / "workspace").ensure()
+        image_tok = ensure_image_tokenizer(cfg, source, ids, workspace, log=lambda m: None)
+        print(f"data: {what}, {frames} frames; config {cfg.name}/{cfg.preset}; {args.num_cpus} CPUs")
+
+        t = time.perf_counter()
+        kept_loop = sequential(cfg, source, image_tok, root / "loop")
+        loop_s = time.perf_counter() - t
+
+        init_ray(num_cpus=args.num_cpus, temp_dir=Path(tempfile.mkdtemp(prefix="mlray", dir="/tmp")))
+        t = time.perf_counter()
+        manifest = prepare_penn_action(source, cfg, root / "ray", workspace, PipelineSettings(),
+                                       log=lambda m: None)
+        ray_s = time.perf_counter() - t
+        if manifest["samples"]["total"] != kept_loop:
+            raise SystemExit(f"the two paths disagree: loop kept {kept_loop}, Ray kept {manifest['samples']['total']}")
+
+        loop_fps, ray_fps = frames / loop_s, frames / ray_s
+        print(f"sequential loop : {loop_s:7.1f} s  {loop_fps:7.1f} frames/s  ({kept_loop} samples)")
+        print(f"ray data graph  : {ray_s:7.1f} s  {ray_fps:7.1f} frames/s  ({manifest['samples']['total']} samples)")
+        print(f"speedup={ray_fps / loop_fps:.2f}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Penn Action -> tokenised, split, validated Parquet shards, as a Ray Data graph.
+
+Two phases, so a second run resumes instead of restarting:
+  1. per chunk of videos (the expensive part): decode, crop, successor frames, captions, image and
+     pose tokens -> OUT/_stage/chunk-NNNNN/ (written to a temporary folder, renamed when complete);
+  2. over all chunks (cheap): text tokenizer, text tokens, validation -> OUT/{train,eval,test}/,
+     OUT/quarantine.parquet and OUT/manifest.json.
+A chunk whose `_SUCCESS` names the same videos and fingerprint is reused as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+
+import motionlab
+from motionlab import modalities as registry
+from motionlab.config import ConfigError, ExperimentConfig
+from motionlab.datasets.penn_action import PennActionError, list_video_ids, read_label
+from motionlab.modalities import Kind
+from motionlab.pipelines.image_tokenizer import ensure_image_tokenizer, file_digest
+from motionlab.pipelines.splits import SPLITS, split_by_ratio, split_official
+from motionlab.pipelines.stages import CaptionStage, FinalSpec, ImageTokenStage, finalize, pose_tokens
+from motionlab.pipelines.video_samples import SampleSpec, video_to_samples
+from motionlab.raycluster import cluster_gpus
+from motionlab.tokenizers.text import TextTokenizer, train_bpe
+from motionlab.workspace import Workspace
+
+MANIFEST = "manifest.json"
+QUARANTINE = "quarantine.parquet"
+LIGHT_CPU = 0.25  # reads, writes and cheap stages: never let them starve an actor pool of CPUs
+DECODE_CPU = 0.5
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """How the graph runs, as opposed to what it computes (that is the config)."""
+
+    chunk_videos: int = 128
+    actors: int | None = None  # actor-pool size for stateful models; default from the config
+    overwrite: bool = False
+    fsq_steps: int = 300
+
+
+def _modalities(cfg: ExperimentConfig) -> list[registry.Modality]:
+    return [registry.get(name) for name in cfg.modalities]
+
+
+def sample_spec(cfg: ExperimentConfig, source: Path) -> SampleSpec:
+    """What the per-video stage produces for this config (slots follow the registry's `temporal`)."""
+    mods = _modalities(cfg)
+    needs_next = any(m.temporal == "next" for m in mods)
+    needs_pixels = any(m.kind is Kind.IMAGE for m in mods) or cfg.data.captioner != "template"
+    return SampleSpec(str(source), cfg.data.image_size, cfg.data.ssim_threshold,
+                      cfg.data.num_next_frames if needs_next else 0, needs_pixels)
+
+
+def assign_splits(cfg: ExperimentConfig, source: Path, video_ids: list[str]) -> dict[str, str]:
+    """Video -> split, by seeded ratio or by the dataset's own train/test flag."""
+    d = cfg.data
+    if d.split_by == "official":
+        flags: dict[str, bool] = {}
+        for vid in video_ids:
+            try:
+                flags[vid] = read_label(source, vid).train
+            except PennActionError:
+                flags[vid] = True  # quarantined later; its split does not matter
+        return split_official(flags, d.split_ratios, d.seed)
+    return split_by_ratio(video_ids, d.split_ratios, d.seed)
+
+
+def _stage_chunk(cfg: ExperimentConfig, spec: SampleSpec, rows: list[dict[str, str]], image_tok: Path,
+                 dest: Path, actors: int) -> None:
+    """Phase 1 for one chunk of videos, written to `dest` atomically."""
+    mods = _modalities(cfg)
+    gpus = cfg.resources.gpus_per_worker if cfg.resources.use_gpu and cluster_gpus() > 0 else 0.0
+    device = "cuda" if gpus > 0 else "cpu"
+    pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors))
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    ds = ds.flat_map(video_to_samples, fn_kwargs={"spec": spec}, num_cpus=DECODE_CPU)
+    caption_kwargs = {"kind": cfg.data.captioner, "path": cfg.data.captioner_path}
+    if cfg.data.captioner == "template":
+        ds = ds.map_batches(CaptionStage, fn_constructor_kwargs=caption_kwargs, num_cpus=LIGHT_CPU,
+                            compute=ray.data.ActorPoolStrategy(size=1), batch_size=256)
+    else:
+        ds = ds.map_batches(CaptionStage, fn_constructor_kwargs={**caption_kwargs, "device": device},
+                            compute=pool, num_cpus=LIGHT_CPU if gpus else DECODE_CPU, num_gpus=gpus,
+                            batch_size=16)
+    if any(m.kind is Kind.IMAGE for m in mods):
+        ds = ds.map_batches(ImageTokenStage, compute=pool, batch_size=32, num_gpus=gpus,
+                            num_cpus=LIGHT_CPU if gpus else DECODE_CPU,
+                            fn_constructor_kwargs={"kind": cfg.data.image_tokenizer, "path": str(image_tok),
+                                                   "modalities": mods, "device": device})
+    ds = ds.map_batches(pose_tokens, num_cpus=LIGHT_CPU, batch_size=256,
+                        fn_kwargs={"modalities": mods, "bins": cfg.data.pose_bins,
+                                   "canvas": cfg.data.image_size})
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.write_parquet(str(tmp), num_cpus=LIGHT_CPU)
+    tmp.mkdir(parents=True, exist_ok=True)  # a chunk of only-empty videos writes no file
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+
+
+def _text_tokenizer(cfg: ExperimentConfig, staged: ray.data.Dataset, out: Path,
+                    log: Callable[[str], None]) -> Path | None:
+    """The tokenizer.json for text modalities: the configured one, or a BPE trained on these captions."""
+    if not any(m.kind is Kind.TEXT for m in _modalities(cfg)):
+        return None
+    if cfg.data.text_tokenizer_path:
+        tok = TextTokenizer.load(Path(cfg.data.text_tokenizer_path).expanduser())
+        return tok.save(out / "text_tokenizer.json")
+    captions = [c for c in staged.unique("caption") if c]
+    tok = train_bpe(captions, cfg.data.text_vocab_size, out / "text_tokenizer.json")
+    log(f"trained a byte-level BPE of {tok.vocab_size} tokens on {len(captions)} distinct captions")
+    return out / "text_tokenizer.json"
+
+
+def _write_outputs(final: ray.data.Dataset, out: Path) -> tuple[dict[str, int], pd.DataFrame]:
+    """Splits into OUT/<split>/ (replaced whole) and the quarantine table; returns counts and quarantine."""
+    counts: dict[str, int] = {}
+    for split in SPLITS:
+        part = final.filter(lambda r, s=split: r["reason"] == "" and r["split"] == s, num_cpus=LIGHT_CPU)
+        tmp = out / f".{split}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        part.drop_columns(["reason"]).write_parquet(str(tmp), num_cpus=LIGHT_CPU)
+        tmp.mkdir(parents=True, exist_ok=True)
+        counts[split] = sum(pq.ParquetFile(f).metadata.num_rows for f in tmp.glob("*.parquet"))
+        shutil.rmtree(out / split, ignore_errors=True)
+        tmp.rename(out / split)
+    bad = final.filter(lambda r: r["reason"] != "", num_cpus=LIGHT_CPU)
+    quarantine = bad.select_columns(["video_id", "frame", "reason"]).to_pandas()
+    if quarantine.empty:
+        quarantine = pd.DataFrame({"video_id": pd.Series(dtype=str), "frame": pd.Series(dtype="int32"),
+                                   "reason": pd.Series(dtype=str)})
+    quarantine = quarantine.sort_values(["video_id", "frame"]).reset_index(drop=True)
+    pq.write_table(pa.Table.from_pandas(quarantine, preserve_index=False), out / QUARANTINE)
+    return counts, quarantine
+
+
+def _chunk_done(dest: Path, videos: list[str], fingerprint: str) -> bool:
+    marker = dest / "_SUCCESS"
+    if not marker.exists():
+        return False
+    done = json.loads(marker.read_text())
+    return done.get("videos") == videos and done.get("fingerprint") == fingerprint
+
+
+def prepare_penn_action(
+    source: Path,
+    cfg: ExperimentConfig,
+    out: Path,
+    workspace: Workspace,
+    settings: PipelineSettings = PipelineSettings(),
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the whole graph (Ray must be initialised); returns the manifest it wrote."""
+    t0 = time.perf_counter()
+    source, out = Path(source).resolve(), Path(out).resolve()
+    video_ids = list_video_ids(source)
+    if not video_ids:
+        raise PennActionError(source / "labels", "labels", "no videos found",
+                              "point --source at a Penn Action folder with labels/NNNN.mat and frames/NNNN/")
+    image_tok = ensure_image_tokenizer(cfg, source, video_ids, workspace, log, steps=settings.fsq_steps)
+    t_tok = time.perf_counter() - t0
+    image_id = {"kind": cfg.data.image_tokenizer, "path": str(image_tok),
+                "sha256": file_digest(_weights_file(image_tok, cfg.data.image_tokenizer))}
+    fingerprint = f"{cfg.fingerprint('data')}-{image_id['sha256']}"
+
+    manifest_path = out / MANIFEST
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old.get("fingerprint") != fingerprint and not settings.overwrite:
+            raise ConfigError(f"{out}: manifest.json: holds tokens of another config or tokenizer "
+                              f"({old.get('fingerprint')} != {fingerprint}); fix: pass another --out or --overwrite")
+        if old.get("fingerprint") == fingerprint and old.get("video_ids") == video_ids \
+                and old.get("status") == "complete":
+            log(f"{out} is already prepared for {cfg.name} ({old['samples']['total']} samples); nothing to do")
+            return old
+    if settings.overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    splits = assign_splits(cfg, source, video_ids)
+    spec = sample_spec(cfg, source)
+    actors = settings.actors or cfg.resources.pipeline_actors
+    stage_root = out / "_stage"
+    chunks = [video_ids[i : i + settings.chunk_videos] for i in range(0, len(video_ids), settings.chunk_videos)]
+    reused = 0
+    t1 = time.perf_counter()
+    for k, chunk in enumerate(chunks):
+        dest = stage_root / f"chunk-{k:05d}"
+        if _chunk_done(dest, chunk, fingerprint):
+            reused += 1
+            continue
+        log(f"chunk {k + 1}/{len(chunks)}: {len(chunk)} videos ({chunk[0]}..{chunk[-1]})")
+        rows = [{"video_id": v, "split": splits[v]} for v in chunk]
+        _stage_chunk(cfg, spec, rows, image_tok, dest, actors)
+        (dest / "_SUCCESS").write_text(json.dumps({"videos": chunk, "fingerprint": fingerprint}))
+    if reused:
+        log(f"resumed: reused {reused} of {len(chunks)} finished chunks")
+    t_stage = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    stage_dirs = [str(stage_root / f"chunk-{k:05d}") for k in range(len(chunks))]
+    staged = ray.data.read_parquet(stage_dirs, num_cpus=LIGHT_CPU).materialize()
+    text_tok = _text_tokenizer(cfg, staged, out, log)
+    final_spec = FinalSpec(tuple(_modalities(cfg)), cfg.lengths(), cfg.vocab(),
+                           str(text_tok) if text_tok else None)
+    final = staged.map_batches(finalize, fn_kwargs={"spec": final_spec}, batch_format="numpy",
+                               num_cpus=LIGHT_CPU, batch_size=512).materialize()
+    counts, quarantine = _write_outputs(final, out)
+    t_final = time.perf_counter() - t2
+
+    kept = sum(counts.values())
+    manifest = {
+        "status": "complete",
+        "motionlab_version": motionlab.__version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": {"name": cfg.name, "preset": cfg.preset, "variant": cfg.variant, "source": cfg.source},
+        "fingerprint": fingerprint,
+        "source": str(source),
+        "video_ids": video_ids,
+        "videos": {s: sum(1 for v in video_ids if splits[v] == s) for s in SPLITS},
+        "samples": {**counts, "total": kept},
+        "quarantined": int(len(quarantine)),
+        "quarantine_videos": int(quarantine["video_id"].nunique()),
+        "modalities": {m.name: {"kind": str(m.kind), "length": cfg.lengths()[m.name],
+                                "vocab": cfg.vocab()[m.name]} for m in _modalities(cfg)},
+        "tokenizers": {
+            "image": image_id,
+            "pose": {"bins": cfg.data.pose_bins, "canvas": cfg.data.image_size},
+            "text": ({"path": str(text_tok), "sha256": file_digest(text_tok)} if text_tok else None),
+        },
+        "chunks": {"total": len(chunks), "reused": reused, "processed": len(chunks) - reused},
+        "timings_s": {"image_tokenizer": round(t_tok, 2), "stage": round(t_stage, 2),
+                      "finalize": round(t_final, 2), "total": round(time.perf_counter() - t0, 2)},
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    log(f"prepared {cfg.name}{'/' + cfg.preset if cfg.preset else ''}: kept {kept} samples "
+        f"(train {counts['train']}, eval {counts['eval']}, test {counts['test']}) from {len(video_ids)} videos; "
+        f"quarantined {len(quarantine)} (see {out / QUARANTINE}) in {manifest['timings_s']['total']:.1f} s")
+    return manifest
+
+
+def _weights_file(path: Path, kind: str) -> Path:
+    return path / ("encoder.jit" if kind == "cosmos" else "model.pt")

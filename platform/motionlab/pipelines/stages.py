@@ -1,0 +1,131 @@
+"""The batch stages of the Penn Action graph, shared by the Ray Data pipeline and the sequential baseline.
+
+Each stage looks modalities up in the registry (kind and temporal slot), never by name. Batches are
+Ray Data numpy batches: dict of column -> ndarray with the batch on axis 0. Rows with a non-empty
+`reason` are quarantined: stages pass them through without running models on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from motionlab.modalities import Kind, Modality
+from motionlab.tokenizers.captioners import build_captioner
+from motionlab.tokenizers.image import load_image_tokenizer
+from motionlab.tokenizers.pose import PoseQuantizer
+from motionlab.tokenizers.text import TextTokenizer
+
+Batch = dict[str, np.ndarray]
+META_COLUMNS = ("video_id", "frame", "next_frame", "action", "viewpoint", "caption", "split")
+
+
+def _ok(batch: Batch) -> np.ndarray:
+    return np.asarray([r == "" for r in batch["reason"]], dtype=bool)
+
+
+class CaptionStage:
+    """Adds `caption`. A class so the BLIP backend loads once per actor; the template one is cheap."""
+
+    def __init__(self, kind: str, path: str | None, device: str | None = None) -> None:
+        self.captioner = build_captioner(kind, Path(path) if path else None, device)
+        self.needs_pixels = kind != "template"
+
+    def __call__(self, batch: Batch) -> Batch:
+        ok = _ok(batch)
+        captions = np.full(len(ok), "", dtype=object)
+        if ok.any():
+            keys = [f"{v}:{f}" for v, f in zip(batch["video_id"][ok], batch["frame"][ok], strict=True)]
+            frames = batch["pixels_current"][ok][:, 0] if self.needs_pixels else None  # (B, S, S, 3)
+            captions[ok] = self.captioner(list(batch["action"][ok]), list(batch["viewpoint"][ok]), keys,
+                                          frames=frames)
+        batch["caption"] = captions
+        return batch
+
+
+class ImageTokenStage:
+    """Pixels of each image modality's slot -> (B, frames * h * w) int32 codes; drops the pixels."""
+
+    def __init__(self, kind: str, path: str, modalities: Sequence[Modality], device: str = "cpu") -> None:
+        self.tokenizer = load_image_tokenizer(kind, Path(path), device)
+        self.modalities = [m for m in modalities if m.kind is Kind.IMAGE]
+
+    def __call__(self, batch: Batch) -> Batch:
+        ok = _ok(batch)
+        for m in self.modalities:
+            pixels = batch[f"pixels_{m.temporal}"]  # (B, F, S, S, 3) uint8
+            b, f, s = pixels.shape[0], pixels.shape[1], pixels.shape[2]
+            side = s // self.tokenizer.downsample
+            codes = np.zeros((b, f * side * side), dtype=np.int32)
+            if ok.any():
+                flat = pixels[ok].reshape(-1, s, s, 3)  # (B_ok * F, S, S, 3)
+                codes[ok] = self.tokenizer.encode(flat).reshape(int(ok.sum()), -1)
+            batch[m.name] = codes
+        for key in [k for k in batch if k.startswith("pixels_")]:
+            del batch[key]
+        return batch
+
+
+def pose_tokens(batch: Batch, modalities: Sequence[Modality], bins: int, canvas: int) -> Batch:
+    """Joints of each pose modality's slot -> (B, frames * 39) int32; drops the joints."""
+    quantizer = PoseQuantizer(bins=bins, canvas=canvas)
+    ok = _ok(batch)
+    for m in (m for m in modalities if m.kind is Kind.POSE):
+        joints = batch[f"joints_{m.temporal}"]  # (B, F, 13, 3): x, y, visible
+        tokens = np.zeros((joints.shape[0], joints.shape[1] * 39), dtype=np.int32)
+        if ok.any():
+            j = joints[ok]
+            tokens[ok] = quantizer.encode(j[..., 0], j[..., 1], j[..., 2] > 0.5).reshape(int(ok.sum()), -1)
+        batch[m.name] = tokens
+    for key in [k for k in batch if k.startswith("joints_")]:
+        del batch[key]
+    return batch
+
+
+@dataclass(frozen=True)
+class FinalSpec:
+    """Lengths and vocabularies the written tokens must respect."""
+
+    modalities: tuple[Modality, ...]
+    lengths: dict[str, int]
+    vocab: dict[str, int]
+    text_tokenizer: str | None  # tokenizer.json used for text modalities
+
+
+def _violation(name: str, tokens: np.ndarray, length: int, vocab: int) -> str:
+    if tokens.shape[-1] != length:
+        return f"{name}: {tokens.shape[-1]} tokens but max_seq_len is {length}; fix: align the config's grid"
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab):
+        return (f"{name}: token {int(tokens.max() if tokens.max() >= vocab else tokens.min())} outside "
+                f"[0, {vocab}); fix: raise vocab_sizes or use a tokenizer with fewer codes")
+    return ""
+
+
+def finalize(batch: Batch, spec: FinalSpec) -> pa.Table:
+    """Encode captions, validate every modality, and emit Arrow list<int32> columns (one per modality)."""
+    reasons = np.asarray(batch["reason"], dtype=object).copy()
+    n = len(reasons)
+    columns: dict[str, Any] = {}
+    text = TextTokenizer.load(Path(spec.text_tokenizer)) if spec.text_tokenizer else None
+    for m in spec.modalities:
+        length = spec.lengths[m.name]
+        if m.kind is Kind.TEXT:
+            if text is None:
+                raise ValueError(f"{m.name}: a text modality needs a text tokenizer")
+            tokens = text.encode([str(c) for c in batch["caption"]], max_len=length)  # (B, L)
+        else:
+            tokens = np.asarray(batch[m.name], dtype=np.int64).reshape(n, -1)  # (B, L)
+        for i in range(n):
+            if reasons[i] == "":
+                reasons[i] = _violation(m.name, tokens[i], length, spec.vocab[m.name])
+        columns[m.name] = pa.array([row.astype(np.int32) for row in tokens], type=pa.list_(pa.int32()))
+    for col in META_COLUMNS:
+        values = batch[col]
+        columns[col] = pa.array(values.tolist() if isinstance(values, np.ndarray) else list(values))
+    columns["reason"] = pa.array([str(r) for r in reasons], type=pa.string())
+    return pa.table(columns)

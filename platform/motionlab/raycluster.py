@@ -1,0 +1,44 @@
+"""Connect to the user's Ray cluster, or start a small local one: the same call on a laptop and a cluster."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ray
+
+# Loopback-only local clusters: no usage reporting, no token auth (see README "Security" for clusters).
+LOCAL_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+def init_ray(
+    num_cpus: int | None = None,
+    object_store_mb: int | None = None,
+    include_dashboard: bool = False,
+    temp_dir: Path | None = None,
+) -> bool:
+    """Start or join Ray once per process; returns True when this call started a local cluster.
+
+    With RAY_ADDRESS set (as `ray job submit` does) it joins that cluster with a plain `ray.init()`,
+    since resource arguments are refused by an existing cluster.
+    """
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=True)
+        return False
+    for key, value in LOCAL_ENV.items():
+        os.environ.setdefault(key, value)
+    kwargs: dict = {"num_cpus": num_cpus or os.cpu_count(), "include_dashboard": include_dashboard}
+    if object_store_mb:
+        kwargs["object_store_memory"] = object_store_mb * 1024 * 1024
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        kwargs["_temp_dir"] = str(temp_dir)
+    ray.init(**kwargs)
+    return True
+
+
+def cluster_gpus() -> float:
+    """GPUs the cluster offers now (0 on a laptop)."""
+    return float(ray.cluster_resources().get("GPU", 0.0))

@@ -1,0 +1,257 @@
+"""A small FSQ convolutional autoencoder: the image tokenizer trained locally when no Cosmos weights exist.
+
+FSQ with levels (8, 8, 8, 5, 5, 5) gives the same 64,000-code space as Cosmos DI16x16, so models and
+configs do not change when the tokenizer does; FSQ also has no codebook to collapse, which matters for
+a tokenizer trained for a few hundred steps on a laptop. The network is deliberately small: the
+channel width doubles at each stride-2 stage and the full-resolution layers stay narrow, which keeps
+training and batch encoding fast on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+from torch import Tensor, nn
+from vector_quantize_pytorch import FSQ
+
+from motionlab.tokenizers.image import check_frames, check_tokens, frames_to_tensor, tensor_to_frames
+
+DEFAULT_LEVELS = (8, 8, 8, 5, 5, 5)
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+MIN_STAGE_CHANNELS = 16
+
+
+def _stage_channels(downsample: int, channels: int) -> list[int]:
+    """Widths after each stride-2 stage, narrowest at full resolution: e.g. d=8, c=64 -> [16, 32, 64]."""
+    if downsample < 2 or downsample & (downsample - 1):
+        raise ValueError(f"FSQ downsample must be a power of 2 (>= 2), got {downsample}")
+    n = int(math.log2(downsample))
+    return [max(min(MIN_STAGE_CHANNELS, channels), channels >> (n - 1 - i)) for i in range(n)]
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, c, 3, padding=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class FSQAutoencoder(nn.Module):
+    """Strided convs down by `downsample`, a projection to len(levels) dims, FSQ; the decoder mirrors it."""
+
+    def __init__(
+        self, levels: Sequence[int] = DEFAULT_LEVELS, downsample: int = 16, channels: int = 64
+    ) -> None:
+        super().__init__()
+        self.levels = tuple(int(v) for v in levels)
+        self.downsample = int(downsample)
+        self.channels = int(channels)
+        widths = _stage_channels(self.downsample, self.channels)
+
+        enc: list[nn.Module] = []
+        c_in = 3
+        for c in widths:
+            enc += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.GELU()]
+            c_in = c
+        enc += [_ResBlock(c_in), nn.Conv2d(c_in, len(self.levels), 1)]
+        self.encoder = nn.Sequential(*enc)
+
+        self.fsq = FSQ(levels=list(self.levels), dim=len(self.levels))
+
+        dec: list[nn.Module] = [nn.Conv2d(len(self.levels), c_in, 1), _ResBlock(c_in)]
+        for c in [*reversed(widths[:-1]), widths[0]]:
+            dec += [nn.GELU(), nn.ConvTranspose2d(c_in, c, 4, stride=2, padding=1)]
+            c_in = c
+        dec += [nn.GELU(), nn.Conv2d(c_in, 3, 3, padding=1)]
+        self.decoder = nn.Sequential(*dec)
+
+    @property
+    def codebook_size(self) -> int:
+        return int(math.prod(self.levels))
+
+    def _quantize(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        z = self.encoder(x)  # (B, len(levels), h, w)
+        codes, idx = self.fsq(z)  # (B, len(levels), h, w), (B, h, w)
+        return codes, idx.long()
+
+    def encode_indices(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) in [-1, 1] -> (B, H/d, W/d) long."""
+        return self._quantize(x)[1]
+
+    def decode_indices(self, idx: Tensor) -> Tensor:
+        """(B, h, w) -> (B, 3, h*d, w*d) in [-1, 1]."""
+        codes = self.fsq.indices_to_codes(idx.long())  # (B, len(levels), h, w)
+        return torch.tanh(self.decoder(codes))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 3, H, W) -> recon (B, 3, H, W), indices (B, h, w)."""
+        codes, idx = self._quantize(x)
+        return torch.tanh(self.decoder(codes)), idx
+
+
+class FSQTokenizer:
+    """ImageTokenizer over a trained FSQAutoencoder; the folder it lives in also records its quality."""
+
+    name = "fsq"
+
+    def __init__(
+        self,
+        model: FSQAutoencoder,
+        device: str = "cpu",
+        image_size: int | None = None,
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.image_size = image_size
+        self.metrics = dict(metrics or {})
+
+    @property
+    def codebook_size(self) -> int:
+        return self.model.codebook_size
+
+    @property
+    def downsample(self) -> int:
+        return self.model.downsample
+
+    @torch.inference_mode()
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """(B, H, W, 3) uint8 -> (B, H/d, W/d) int32."""
+        frames = check_frames(frames, self.downsample, "fsq encode")
+        x = frames_to_tensor(frames, self.device, torch.float32)  # (B, 3, H, W)
+        return self.model.encode_indices(x).to(torch.int32).cpu().numpy()
+
+    @torch.inference_mode()
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """(B, h, w) int -> (B, h*d, w*d, 3) uint8."""
+        tokens = check_tokens(tokens, self.codebook_size, "fsq decode")
+        idx = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).to(self.device)  # (B, h, w)
+        return tensor_to_frames(self.model.decode_indices(idx))
+
+    def config(self) -> dict:
+        return {
+            "levels": list(self.model.levels),
+            "downsample": self.model.downsample,
+            "channels": self.model.channels,
+            "image_size": self.image_size,
+            **self.metrics,
+        }
+
+    def save(self, out_dir: Path) -> Path:
+        """Write model.pt (a plain state_dict, loadable with weights_only=True) and config.json."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        torch.save(state, out_dir / MODEL_FILE)
+        (out_dir / CONFIG_FILE).write_text(json.dumps(self.config(), indent=2) + "\n")
+        return out_dir
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu") -> FSQTokenizer:
+        path = Path(path)
+        missing = [f for f in (MODEL_FILE, CONFIG_FILE) if not (path / f).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"FSQ tokenizer folder {path} lacks {', '.join(missing)}; train one with "
+                "motionlab.tokenizers.fsq.train_fsq_tokenizer(frames, out_dir) (the prepare step does "
+                "this when the workspace has none) or point the config at a folder holding both files"
+            )
+        cfg = json.loads((path / CONFIG_FILE).read_text())
+        try:
+            model = FSQAutoencoder(cfg["levels"], cfg["downsample"], cfg["channels"])
+        except KeyError as e:
+            raise ValueError(f"{path / CONFIG_FILE}: missing field {e}; re-train the tokenizer") from None
+        model.load_state_dict(torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True))
+        metrics = {k: v for k, v in cfg.items() if k not in ("levels", "downsample", "channels", "image_size")}
+        return cls(model, device=device, image_size=cfg.get("image_size"), metrics=metrics)
+
+
+def _mean_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM over frames (N, H, W, 3) uint8, the quality number recorded with the tokenizer."""
+    win = min(7, a.shape[1], a.shape[2])
+    win -= 1 - win % 2  # structural_similarity needs an odd window no larger than the image
+    return float(
+        np.mean([structural_similarity(x, y, channel_axis=-1, data_range=255, win_size=win) for x, y in zip(a, b)])
+    )
+
+
+def train_fsq_tokenizer(
+    frames: np.ndarray,
+    out_dir: Path,
+    levels: Sequence[int] = DEFAULT_LEVELS,
+    downsample: int = 16,
+    channels: int = 64,
+    steps: int = 300,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+    device: str | None = None,
+) -> dict[str, float]:
+    """Train on (N, H, W, 3) uint8 square frames, evaluate on a ~10% hold-out, save to out_dir.
+
+    Returns {'recon_ssim', 'recon_mse', 'seconds'} (MSE on pixels scaled to [0, 1]); the same numbers go
+    into config.json so a run that reuses the tokenizer can report how lossy its image tokens are.
+    """
+    frames = check_frames(frames, downsample, "train_fsq_tokenizer")
+    n, h, w = frames.shape[:3]
+    if h != w:
+        raise ValueError(f"train_fsq_tokenizer expects square frames, got {h}x{w}; centre-crop them first")
+    if n < 2:
+        raise ValueError(f"train_fsq_tokenizer needs at least 2 frames (train + hold-out), got {n}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    t0 = time.perf_counter()
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    n_eval = min(n - 1, max(1, round(0.1 * n)))
+    eval_frames, train_frames = frames[order[:n_eval]], frames[order[n_eval:]]
+    train_x = frames_to_tensor(train_frames, dev, torch.float32)  # (N_train, 3, H, W)
+
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = FSQAutoencoder(levels, downsample, channels).to(dev).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 2), pct_start=0.1)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        every = max(1, steps // 10)
+        t_train = time.perf_counter()
+        for step in range(1, steps + 1):
+            batch = train_x[torch.randint(len(train_x), (min(batch_size, len(train_x)),), generator=gen)]
+            recon, _ = model(batch)
+            loss = torch.nn.functional.mse_loss(recon, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % every == 0 or step == steps:
+                rate = step / (time.perf_counter() - t_train)
+                log(
+                    f"fsq tokenizer step {step}/{steps} loss {loss.item():.4f} "
+                    f"{rate:.1f} steps/s eta {(steps - step) / rate:.0f}s"
+                )
+
+    tok = FSQTokenizer(model, device=str(dev), image_size=h)
+    recon = np.concatenate([tok.decode(tok.encode(eval_frames[i : i + 64])) for i in range(0, n_eval, 64)])
+    metrics = {
+        "recon_ssim": _mean_ssim(eval_frames, recon),
+        "recon_mse": float(np.mean((eval_frames.astype(np.float64) / 255 - recon.astype(np.float64) / 255) ** 2)),
+        "seconds": time.perf_counter() - t0,
+    }
+    tok.metrics = dict(metrics)
+    tok.save(out_dir)
+    log(
+        f"fsq tokenizer: held-out SSIM {metrics['recon_ssim']:.3f}, MSE {metrics['recon_mse']:.4f} on {n_eval} "
+        f"frames, {metrics['seconds']:.1f}s; saved to {out_dir}"
+    )
+    return metrics
