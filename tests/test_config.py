@@ -261,7 +261,9 @@ def test_config_dir_follows_environment(tmp_path: Path, monkeypatch: pytest.Monk
     assert load_config("mine").max_seq_lens == [256, 39, 64]
 
 
-COSMOS_OVERRIDES = ("lr=3e-4", "data.image_tokenizer=cosmos", "global_vars.vocab_size=64000")
+COSMOS_OVERRIDES = (
+    "lr=3e-4", "data.image_tokenizer=cosmos", "global_vars.image_downsample=16", "global_vars.vocab_size=64000"
+)
 
 
 @pytest.mark.parametrize(
@@ -623,3 +625,10 @@ def test_config_error_from_one_message_and_across_processes() -> None:
     again = pickle.loads(pickle.dumps(ConfigError("a.yaml", "lr", "is\nbad", "set it")))
     assert str(again) == "a.yaml: lr: is bad; fix: set it"
     assert again.key == "lr" and again.fix == "set it"
+
+
+def test_cosmos_needs_its_own_grid() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config("m4", preset="tiny", overrides=["data.image_tokenizer=cosmos"])
+    message = str(err.value)
+    assert "\n" not in message and "image_downsample" in message and "fix:" in message

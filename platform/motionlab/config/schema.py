@@ -23,6 +23,7 @@ from motionlab.modalities import Kind
 
 # Cosmos DI tokenizers quantise with FSQ levels (8, 8, 8, 5, 5, 5): 64000 codes whatever the patch size.
 COSMOS_CODEBOOK_SIZE = 64_000
+COSMOS_DOWNSAMPLE = 16  # DI16x16: one token per 16 x 16 pixels
 DTYPES = ("fp32", "bf16", "fp16")
 SPLIT_NAMES = ("train", "eval", "test")
 # Set by the loader, not by the YAML: they say where a config came from, not what it does.
@@ -136,6 +137,13 @@ class DataConfig(BaseModel):
                 "px per token, so frames do not tile into a token grid",
                 f"use a multiple of {self.image_downsample} (e.g. {max(side, 1) * self.image_downsample}) "
                 "or change data.image_downsample",
+            )
+        if self.image_tokenizer == "cosmos" and self.image_downsample != COSMOS_DOWNSAMPLE:
+            raise _invalid(
+                "image_downsample",
+                f"{self.image_downsample} px per token, but the cosmos tokenizer (DI16x16) has "
+                f"{COSMOS_DOWNSAMPLE} px per token",
+                f"set data.image_downsample={COSMOS_DOWNSAMPLE} with data.image_tokenizer=cosmos",
             )
         if not self.fsq_levels:
             raise _invalid(

@@ -31,7 +31,8 @@ FRAME_SUFFIXES = (".jpg", ".jpeg")
 
 # Fields that describe a whole file rather than a named .mat variable are printed without quotes.
 _FILE_LEVEL_FIELDS = ("file", "jpeg", "folder")
-_REEXPORT = "re-export the label with MATLAB's save -v7 (fields action, pose, x, y, visibility, dimensions, train)"
+_REEXPORT = ("re-export the label with MATLAB's save -v7 "
+             "(fields action, pose, x, y, visibility, dimensions, train)")
 
 
 def _display_path(path: Path | str) -> str:
@@ -170,7 +171,7 @@ def _load_mat(path: Path) -> dict[str, Any]:
     except Exception as exc:  # scipy raises many types for damaged files; all mean the same here
         raise PennActionError(
             path, "file", f"cannot be read as a MATLAB file ({type(exc).__name__}: {exc})",
-            "replace it with an intact copy from the Penn Action release or re-save it with MATLAB's save -v7",
+            "replace it with an intact copy from the Penn Action release or re-save it with save -v7",
         ) from exc
 
 

@@ -35,6 +35,7 @@ TORSO_DEPTH = 0.17  # chest thickness: the torso's width when seen from the side
 HAND_RADIUS = 0.035
 FOOT_RADIUS = 0.045
 BEHIND_SHADE = 0.78  # parts on the far side of the body are drawn darker
+BAR_OVERHANG = 0.22  # barbell length beyond each hand, body heights
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def draw_person(
     scale: float,  # pixels per body height
     outfit: Outfit,
     *,
-    depth: np.ndarray | None = None,  # (13,) toward the camera, body heights; None: order by `known`
+    depth: np.ndarray | None = None,  # (13,) toward the camera, body heights; None: order by `behind`
     known: np.ndarray | None = None,  # (13,) bool: joints whose position is annotated (label mode)
     behind: np.ndarray | None = None,  # (13,) bool: joints on the far side (label mode: invisible ones)
     facing: tuple[float, float] = (0.0, 1.0),  # body forward on (image right, toward camera)
@@ -201,9 +202,22 @@ def _unit(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return v / n if n > 1e-6 else fallback
 
 
+def _plate(d: ImageDraw.ImageDraw, c: np.ndarray, axis: np.ndarray, r: float, thin: float, fill: RGB) -> None:
+    """An ellipse of radius r across `axis` and r * thin along it (a weight plate seen at an angle)."""
+    t = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+    normal = np.array([-axis[1], axis[0]])
+    ring = c + np.outer(np.cos(t) * r * thin, axis) + np.outer(np.sin(t) * r, normal)
+    d.polygon([tuple(p) for p in ring], fill=fill)
+    _disc(d, c, max(r * 0.25 * thin, 1.0), (30, 30, 34))
+
+
 def action_props(action: str, pts: np.ndarray, scale: float, ground_y: float, phase: float,
-                 rng_colour: RGB) -> tuple[Prop, ...]:
-    """The object that makes an action recognisable; `phase` in [0, 1) drives the jump rope."""
+                 rng_colour: RGB, bar: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Prop, ...]:
+    """The object that makes an action recognisable; `phase` in [0, 1) drives the jump rope.
+
+    `bar` gives a barbell's two ends in pixels when they are known in 3-D; from 2-D joints alone
+    the bar's direction is guessed from the wrists.
+    """
     s = scale
     hands = (pts[L_WR] + pts[R_WR]) / 2
     elbows = (pts[L_EL] + pts[R_EL]) / 2
@@ -214,14 +228,22 @@ def action_props(action: str, pts: np.ndarray, scale: float, ground_y: float, ph
     dark = (30, 30, 34)
 
     def barbell(plate: float) -> Callable[[ImageDraw.ImageDraw], None]:
-        def fn(d: ImageDraw.ImageDraw) -> None:
+        if bar is not None:
+            a, b = bar
+        else:  # from 2-D wrists: a short wrist gap means the bar points at the camera
+            gap = float(np.linalg.norm(pts[L_WR] - pts[R_WR]))
             axis = _unit(pts[L_WR] - pts[R_WR], np.array([1.0, 0.0]))
-            half = max(float(np.linalg.norm(pts[L_WR] - pts[R_WR])) / 2, 0.02 * s) + 0.22 * s
-            a, b = hands - axis * half, hands + axis * half
+            half = gap / 2 + BAR_OVERHANG * s * min(gap / (0.45 * s), 1.0)
+            a, b = hands + axis * half, hands - axis * half
+        # Plates are discs on the bar's axis: edge-on when the bar crosses the image, round when it
+        # points at the camera. `span` is how much of the bar's true length the image shows.
+        span = min(float(np.linalg.norm(a - b)) / (0.9 * s), 1.0)
+        axis = _unit(a - b, np.array([1.0, 0.0]))
+
+        def fn(d: ImageDraw.ImageDraw) -> None:
             capsule(d, a, b, max(0.018 * s, 1.5), metal)
             for end in (a, b):
-                _disc(d, end, plate * s, rng_colour)
-                _disc(d, end, plate * s * 0.3, dark)
+                _plate(d, end, axis, plate * s, max(np.sqrt(1 - span * span), 0.18), rng_colour)
         return fn
 
     if action == "baseball_swing":
@@ -299,7 +321,7 @@ def action_props(action: str, pts: np.ndarray, scale: float, ground_y: float, ph
         def rope(d: ImageDraw.ImageDraw) -> None:
             t = np.linspace(0, 1, 17)[:, None]
             a, b = pts[L_WR], pts[R_WR]
-            ctrl = 2 * apex - (a + b) / 2 + np.array([0.0, 0.0])
+            ctrl = 2 * apex - (a + b) / 2
             curve = (1 - t) ** 2 * a + 2 * (1 - t) * t * ctrl + t ** 2 * b
             curve[:, 0] += np.sin(np.pi * t[:, 0]) * width * 0.15
             d.line([tuple(p) for p in curve], fill=dark, width=max(int(0.012 * s), 1))

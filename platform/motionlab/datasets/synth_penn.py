@@ -42,6 +42,7 @@ PARAMS = (
 P = {name: i for i, name in enumerate(PARAMS)}
 TRANSLATIONS = ("root_x", "root_y", "root_z")
 NEUTRAL = {"l_sh_abd": 6, "r_sh_abd": 6, "l_elbow": 8, "r_elbow": 8}
+BARBELL_ACTIONS = ("bench_press", "clean_and_jerk", "squat")
 MIRROR = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11)  # joint index of the other side
 
 
@@ -83,7 +84,8 @@ MOTIONS: dict[str, Motion] = {
         (0.55, dict(l_hip_flex=45, l_knee=25, r_hip_flex=-25, r_knee=25, l_sh_flex=60, l_sh_abd=50,
                     l_elbow=20, r_sh_flex=-50, r_sh_abd=80, r_elbow=80, r_sh_rot=90, torso_yaw=-80)),
         (0.75, dict(torso_yaw=10, torso_pitch=30, r_sh_flex=150, r_sh_abd=30, r_elbow=30, r_sh_rot=0,
-                    l_sh_flex=10, l_sh_abd=30, l_elbow=60, l_hip_flex=50, l_knee=45, r_hip_flex=-35, r_knee=45)),
+                    l_sh_flex=10, l_sh_abd=30, l_elbow=60, l_hip_flex=50, l_knee=45, r_hip_flex=-35,
+                    r_knee=45)),
         (1.0, dict(torso_yaw=40, torso_pitch=50, r_sh_flex=50, r_sh_abd=-30, r_elbow=40, l_sh_flex=-10,
                    r_hip_flex=-10, r_knee=80, l_knee=50)),
     ), periodic=False, cycle=(16, 30)),
@@ -151,7 +153,8 @@ MOTIONS: dict[str, Motion] = {
         (0.0, dict(torso_pitch=0)),
         (0.5, dict(torso_pitch=75)),
     ), periodic=True, cycle=(24, 40), support="pelvis", rest_height=0.07,
-        base=dict(root_pitch=-90, hip_flex=55, knee=110, sh_flex=140, sh_abd=60, elbow=140), prop_margin=0.15),
+        base=dict(root_pitch=-90, hip_flex=55, knee=110, sh_flex=140, sh_abd=60, elbow=140),
+        prop_margin=0.15),
     "squat": Motion((
         (0.0, dict(hip_flex=0, knee=0, torso_pitch=5)),
         (0.5, dict(hip_flex=95, knee=120, torso_pitch=40)),
@@ -161,7 +164,8 @@ MOTIONS: dict[str, Motion] = {
         (0.0, dict(r_elbow=65, r_sh_flex=30)),
         (0.5, dict(r_elbow=95, r_sh_flex=22, neck_pitch=20)),
     ), periodic=True, cycle=(8, 14),
-        base=dict(l_sh_flex=45, l_sh_abd=35, l_elbow=95, r_sh_flex=25, r_sh_abd=5, r_elbow=75, neck_pitch=15)),
+        base=dict(l_sh_flex=45, l_sh_abd=35, l_elbow=95, r_sh_flex=25, r_sh_abd=5, r_elbow=75,
+                  neck_pitch=15)),
     "tennis_forehand": Motion((
         (0.0, dict(torso_pitch=15, hip_flex=20, knee=25, hip_abd=12, sh_flex=40, l_elbow=70, r_elbow=60,
                    l_sh_abd=-10, r_sh_abd=-5)),
@@ -169,12 +173,14 @@ MOTIONS: dict[str, Motion] = {
                    l_elbow=20, r_hip_flex=30, r_knee=40)),
         (0.65, dict(torso_yaw=5, r_sh_flex=65, r_sh_abd=25, r_elbow=20, l_sh_flex=20, l_sh_abd=30,
                     l_hip_flex=35, l_knee=30)),
-        (1.0, dict(torso_yaw=65, r_sh_flex=115, r_sh_abd=-45, r_elbow=95, l_sh_flex=10, l_elbow=90, l_sh_abd=10)),
+        (1.0, dict(torso_yaw=65, r_sh_flex=115, r_sh_abd=-45, r_elbow=95, l_sh_flex=10, l_elbow=90,
+                   l_sh_abd=10)),
     ), periodic=False, cycle=(12, 22), prop_margin=0.35),
     "tennis_serve": Motion((
         (0.0, dict(torso_yaw=-60, l_sh_flex=40, l_elbow=30, r_sh_flex=30, r_elbow=40, l_sh_abd=-10)),
         (0.3, dict(l_sh_flex=170, l_elbow=5, r_sh_flex=-25, r_sh_abd=60, r_elbow=20)),
-        (0.5, dict(knee=45, hip_flex=25, torso_pitch=-20, r_sh_flex=20, r_sh_abd=100, r_elbow=120, r_sh_rot=90)),
+        (0.5, dict(knee=45, hip_flex=25, torso_pitch=-20, r_sh_flex=20, r_sh_abd=100, r_elbow=120,
+                   r_sh_rot=90)),
         (0.68, dict(knee=0, hip_flex=0, root_y=0.08, torso_pitch=10, torso_yaw=-10, r_sh_flex=170,
                     r_sh_abd=10, r_elbow=5, r_sh_rot=0, l_sh_flex=40)),
         (1.0, dict(root_y=0.0, torso_pitch=40, torso_yaw=40, r_sh_flex=30, r_sh_abd=-40, r_elbow=20,
@@ -299,7 +305,8 @@ def forward_kinematics(params: np.ndarray, body: Body) -> np.ndarray:
     j = np.zeros((t, 13, 3))
     neck = _mv(r_torso, vec(0, body.torso, 0))
     j[:, rp.HEAD] = neck + _mv(r_torso @ _rx(rad["neck_pitch"]), vec(0, body.neck, 0))
-    for side, sh, el, wr, pre in ((1.0, rp.L_SH, rp.L_EL, rp.L_WR, "l_"), (-1.0, rp.R_SH, rp.R_EL, rp.R_WR, "r_")):
+    for side, sh, el, wr, pre in ((1.0, rp.L_SH, rp.L_EL, rp.L_WR, "l_"),
+                                  (-1.0, rp.R_SH, rp.R_EL, rp.R_WR, "r_")):
         j[:, sh] = _mv(r_torso, vec(side * body.shoulder, body.torso - 0.02, 0))
         upper, lower = _limb(rad[pre + "sh_flex"], rad[pre + "sh_abd"], rad[pre + "elbow"],
                              rad[pre + "sh_rot"], side, knee=False)
@@ -350,6 +357,7 @@ def place_on_ground(joints: np.ndarray, params: np.ndarray, motion: Motion) -> n
 # Camera: one of four viewpoints, weak perspective, a placement in the frame and a slow pan or zoom.
 
 VIEW_YAW = {"front": 0.0, "left": 90.0, "back": 180.0, "right": -90.0}
+VIEW_FACING = {"front": (0.0, 1.0), "back": (0.0, -1.0), "left": (-1.0, 0.0), "right": (1.0, 0.0)}
 CAMERA_DISTANCE = 5.0  # body heights; sets the (mild) perspective
 CAMERA_HEIGHT = 0.5
 
@@ -366,43 +374,82 @@ def project(joints: np.ndarray, yaw_deg: float) -> tuple[np.ndarray, np.ndarray]
     return uv, depth
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Camera:
-    scale: float  # pixels per body height at the start
-    centre: tuple[float, float]  # pixel position of camera-plane (0, 0) at the start
-    pan: tuple[float, float]  # total pan over the move, pixels
-    zoom: float  # relative zoom reached at the end of the move
-    move: tuple[float, float]  # the move runs between these fractions of the clip
+    """Where the camera-plane origin lands in the first frame, and how the view moves after it.
 
-    def ease(self, n: int) -> np.ndarray:
-        t = np.arange(n) / max(n - 1, 1)
-        a, b = self.move
-        return _smoothstep((t - a) / max(b - a, 1e-6))
+    Per frame the view shifts by `shift` pixels (a slow pan plus, for a handheld camera, a small
+    wobble) and zooms by `zoom` about the frame centre; background and person move together.
+    """
+
+    scale: float  # pixels per body height in the first frame
+    centre: tuple[float, float]  # pixel position of camera-plane (0, 0) in the first frame
+    shift: np.ndarray  # (T, 2) pixels, in first-frame coordinates
+    zoom: np.ndarray  # (T,) relative to the first frame
 
     def to_frame(self, uv: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """(T, J, 2) camera-plane -> pixels of each frame, following the pan and zoom."""
+        """(T, J, 2) camera-plane -> (T, J, 2) pixels of each frame."""
         h, w = size
-        e = self.ease(len(uv))[:, None, None]
-        q = np.asarray(self.centre) + uv * self.scale
         mid = np.array([w / 2, h / 2])
-        return mid + (1 + self.zoom * e) * (q - mid - np.asarray(self.pan) * e)
+        q = np.asarray(self.centre) + uv * self.scale
+        return mid + self.zoom[:, None, None] * (q - mid - self.shift[:, None])
+
+    def window(self, t: int, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """Frame t's view of the first frame's plane, as a (left, top, right, bottom) box."""
+        h, w = size
+        cx, cy = w / 2 + self.shift[t, 0], h / 2 + self.shift[t, 1]
+        z = self.zoom[t]
+        return cx - w / 2 / z, cy - h / 2 / z, cx + w / 2 / z, cy + h / 2 / z
+
+
+MAX_PAN = 0.12  # of the frame width (height: half that)
+MAX_SHAKE = 0.008  # handheld wobble amplitude, of the frame width
+ZOOM_RANGE = (-0.12, 0.15)
+CANVAS_MARGIN = 0.25  # background drawn beyond the frame on each side, of the longer side
 
 
 def choose_camera(uv: np.ndarray, margin: float, size: tuple[int, int], rng: np.random.Generator) -> Camera:
-    """Frame the whole motion at a random size and place; now and then let it run off an edge."""
+    """Frame the whole motion at a random size and place, then add a move.
+
+    The person is usually placed inside the centred square the pipeline crops; now and then the
+    body runs off the right or bottom edge (so coordinates stay >= 0, as in the real labels).
+    A move (pan, zoom) runs during part of the clip only, so clips keep still stretches.
+    """
     h, w = size
-    lo, hi = uv.reshape(-1, 2).min(0) - margin, uv.reshape(-1, 2).max(0) + margin
+    n = uv.shape[0]
+    room = np.array([margin, 0.08 + margin / 2])  # props reach sideways more than up or down
+    lo, hi = uv.reshape(-1, 2).min(0) - room, uv.reshape(-1, 2).max(0) + room
     ext = hi - lo
-    scale = min(rng.uniform(0.55, 0.92) * h / ext[1], 0.95 * w / ext[0])
-    spare = np.array([w, h]) - ext * scale
-    if rng.random() < 0.2:  # part of the body leaves the frame (right or bottom: coordinates stay >= 0)
-        spare = spare + ext * scale * rng.uniform(0.05, 0.2)
-    centre = -lo * scale + rng.uniform(0, 1, 2) * np.maximum(spare, 0)
-    mode = rng.choice(["static", "pan", "zoom", "both"], p=[0.3, 0.35, 0.2, 0.15])
-    pan = (rng.uniform(-0.08, 0.08) * w, rng.uniform(-0.04, 0.04) * h) if mode in ("pan", "both") else (0.0, 0.0)
-    zoom = float(rng.uniform(-0.12, 0.15)) if mode in ("zoom", "both") else 0.0
+    scale = min(rng.uniform(0.7, 0.98) * h / ext[1], 0.98 * w / ext[0])
+    area = np.array([w, h], float)
+    left = 0.0
+    if ext[0] * scale <= min(h, w) and rng.random() < 0.75:  # inside the centred square crop
+        left, area[0] = (w - min(h, w)) / 2, min(h, w)
+    spare = np.maximum(area - ext * scale, 0)
+    centre = -lo * scale + np.array([left, 0.0]) + rng.uniform(0, 1, 2) * spare
+    if rng.random() < 0.2:  # run off the right or the bottom edge by 3-15% of the body's extent
+        axis = int(rng.integers(2))
+        reach = (hi[axis] - room[axis]) * scale  # the farthest joint, not the props' room
+        overshoot = rng.uniform(0.03, 0.15) * ext[axis] * scale
+        centre[axis] = (left if axis == 0 else 0) + area[axis] - reach + overshoot
+
+    t = np.arange(n) / max(n - 1, 1)
     a = float(rng.uniform(0.0, 0.4))
-    return Camera(float(scale), (float(centre[0]), float(centre[1])), pan, zoom, (a, float(rng.uniform(a + 0.3, 1.0))))
+    ease = _smoothstep((t - a) / max(float(rng.uniform(a + 0.3, 1.0)) - a, 1e-6))
+    mode = rng.choice(["static", "pan", "zoom", "both"], p=[0.2, 0.4, 0.2, 0.2])
+    pan = np.zeros(2)
+    if mode in ("pan", "both"):
+        pan = np.array([rng.uniform(-MAX_PAN, MAX_PAN) * w, rng.uniform(-MAX_PAN, MAX_PAN) / 2 * h])
+    zoom = float(rng.uniform(*ZOOM_RANGE)) if mode in ("zoom", "both") else 0.0
+    shift = ease[:, None] * pan
+    if rng.random() < 0.3:  # handheld: a slow wobble from a few random sinusoids
+        amp = rng.uniform(0.3, 1.0) * MAX_SHAKE * w
+        for k in (1, 2, 3):
+            freq, ph = rng.uniform(0.5, 2.5) * k, rng.uniform(0, 2 * np.pi, 2)
+            shift = shift + amp / k * np.stack([np.sin(2 * np.pi * freq * t + ph[0]),
+                                                np.sin(2 * np.pi * freq * t + ph[1]) * 0.6], -1)
+        shift = shift - shift[:1]
+    return Camera(float(scale), (float(centre[0]), float(centre[1])), shift, 1 + zoom * ease)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -424,14 +471,14 @@ def visibility(pix: np.ndarray, depth: np.ndarray, scale: np.ndarray, size: tupl
     h, w = size
     sh_mid = (pix[:, rp.L_SH] + pix[:, rp.R_SH]) / 2
     hip_mid = (pix[:, rp.L_HIP] + pix[:, rp.R_HIP]) / 2
-    a = [pix[:, l[0]] for l in rp.LIMBS] + [sh_mid, pix[:, rp.HEAD]]
-    b = [pix[:, l[1]] for l in rp.LIMBS] + [hip_mid, pix[:, rp.HEAD]]
+    a = [pix[:, limb[0]] for limb in rp.LIMBS] + [sh_mid, pix[:, rp.HEAD]]
+    b = [pix[:, limb[1]] for limb in rp.LIMBS] + [hip_mid, pix[:, rp.HEAD]]
     shoulder_w = np.linalg.norm(pix[:, rp.L_SH] - pix[:, rp.R_SH], axis=-1) / scale
-    widths = [np.full(len(pix), l[2]) for l in rp.LIMBS]
+    widths = [np.full(len(pix), limb[2]) for limb in rp.LIMBS]
     widths += [np.maximum(rp.TORSO_DEPTH, shoulder_w + 0.06), np.full(len(pix), 2 * rp.HEAD_RADIUS)]
     radius = np.stack(widths, -1) * scale[:, None] / 2 * 0.9  # (T, K)
     part_depth = np.stack(
-        [(depth[:, l[0]] + depth[:, l[1]]) / 2 for l in rp.LIMBS]
+        [(depth[:, limb[0]] + depth[:, limb[1]]) / 2 for limb in rp.LIMBS]
         + [depth[:, [rp.L_SH, rp.R_SH, rp.L_HIP, rp.R_HIP]].mean(1), depth[:, rp.HEAD]], -1)
     incident = np.zeros((13, len(widths)), bool)
     for k, (ja, jb, _, _) in enumerate(rp.LIMBS):
@@ -464,9 +511,10 @@ class Clip:
     scale: np.ndarray  # (N,) pixels per body height
     phase: np.ndarray  # (N,)
     facing: np.ndarray  # (N, 2) body forward on (image right, toward camera)
-    camera: Camera | None
-    ground_y: float  # floor line in frame-0 pixels
-    coord_dtype: str = "float64"  # float64 | uint16 | uint8 (smallest that fits, as in the real files)
+    camera: Camera | None  # None: a still camera (real annotations carry their own camera motion)
+    ground_y: float  # floor line in first-frame pixels
+    bar: np.ndarray | None = None  # (N, 2, 2) barbell end pixels, when known in 3-D
+    coord_dtype: str = "float64"  # float64 | uint16 | uint (per field the smallest of uint8/uint16 that fits)
     nframes_dtype: str = "uint8"
 
 
@@ -484,20 +532,27 @@ def _clip_from_motion(video_id: str, action: str, viewpoint: str, train: bool, n
         joints = joints[:, MIRROR] * np.array([-1.0, 1.0, 1.0])
     yaw = VIEW_YAW[viewpoint] + rng.uniform(-20, 20)
     uv, depth = project(joints, yaw)
-    camera = choose_camera(uv, 0.1 + motion.prop_margin, size, rng)
+    camera = choose_camera(uv, 0.08 + motion.prop_margin, size, rng)
     pix = camera.to_frame(uv, size)
-    zoom = 1 + camera.zoom * camera.ease(n)
-    scale = camera.scale * zoom * CAMERA_DISTANCE / (CAMERA_DISTANCE - depth.mean(1))
-    # Facing: the pelvis-to-chest forward axis, from the hips' left-right axis and up.
+    scale = camera.scale * camera.zoom * CAMERA_DISTANCE / (CAMERA_DISTANCE - depth.mean(1))
+    # Facing: the forward axis from the hips' left-right axis and the spine, on the image axes.
     lr = joints[:, rp.L_HIP] - joints[:, rp.R_HIP]
     up = (joints[:, rp.L_SH] + joints[:, rp.R_SH]) / 2 - (joints[:, rp.L_HIP] + joints[:, rp.R_HIP]) / 2
     fwd = np.cross(lr, up)
     fwd /= np.maximum(np.linalg.norm(fwd, axis=-1, keepdims=True), 1e-9)
     phi = np.radians(yaw)
-    facing = np.stack([fwd @ np.array([np.cos(phi), 0, -np.sin(phi)]), fwd @ np.array([np.sin(phi), 0, np.cos(phi)])], -1)
+    facing = np.stack([fwd @ np.array([np.cos(phi), 0, -np.sin(phi)]),
+                       fwd @ np.array([np.sin(phi), 0, np.cos(phi)])], -1)
+    bar = None
+    if action in BARBELL_ACTIONS:  # bar ends in 3-D, so a side view shows the plates face-on
+        lw, rw = joints[:, rp.L_WR], joints[:, rp.R_WR]
+        axis = (lw - rw) / np.maximum(np.linalg.norm(lw - rw, axis=-1, keepdims=True), 1e-9)
+        half = np.linalg.norm(lw - rw, axis=-1, keepdims=True) / 2 + rp.BAR_OVERHANG
+        ends = np.stack([(lw + rw) / 2 + axis * half, (lw + rw) / 2 - axis * half], 1)
+        bar = camera.to_frame(project(ends, yaw)[0], size)
     ground_y = camera.centre[1] + camera.scale * CAMERA_HEIGHT
     return Clip(video_id, action, viewpoint, train, size, pix, depth, visibility(pix, depth, scale, size),
-                np.ones((n, 13), bool), scale, phase, facing, camera, ground_y)
+                np.ones((n, 13), bool), scale, phase, facing, camera, ground_y, bar)
 
 
 def _clip_from_label(label: PennLabel) -> Clip:
@@ -507,10 +562,11 @@ def _clip_from_label(label: PennLabel) -> Clip:
     if label.bbox is not None:
         ext = np.maximum(label.bbox[:, 2] - label.bbox[:, 0], label.bbox[:, 3] - label.bbox[:, 1])
     else:
-        ext = np.array([np.ptp(p[k], axis=0).max() * 1.15 if k.sum() > 1 else 0.0 for p, k in zip(pix, known)])
+        ext = np.array([np.ptp(p[k], axis=0).max() * 1.15 if k.sum() > 1 else 0.0
+                        for p, k in zip(pix, known, strict=True)])
     good = ext[ext > 1]
     body = float(np.median(good)) if good.size else 0.5 * min(label.height, label.width)
-    facing = {"front": (0.0, 1.0), "back": (0.0, -1.0), "left": (-1.0, 0.0), "right": (1.0, 0.0)}[label.viewpoint]
+    facing = VIEW_FACING[label.viewpoint]
     ankles = label.y[:, [rp.L_ANK, rp.R_ANK]][known[:, [rp.L_ANK, rp.R_ANK]]]
     ground = float(np.percentile(ankles, 90)) + 0.03 * body if ankles.size else 0.9 * label.height
     return Clip(label.video_id, label.action, label.viewpoint, label.train, (label.height, label.width), pix,
@@ -521,7 +577,7 @@ def _clip_from_label(label: PennLabel) -> Clip:
 # ---------------------------------------------------------------------------------------------------
 # Rendering and writing.
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Look:
     """Per-clip appearance: who, where, under what light, through what camera."""
 
@@ -545,8 +601,8 @@ def random_look(rng: np.random.Generator) -> Look:
         cast=1 + rng.normal(0, 0.06, 3),
         flicker=float(rng.uniform(0.01, 0.05)) if rng.random() < 0.3 else 0.0,
         flicker_period=float(rng.uniform(10, 40)),
-        noise_sigma=float(rng.uniform(1.0, 3.5)),
-        quality=int(rng.integers(72, 95)),
+        noise_sigma=float(rng.uniform(0.5, 1.8)),
+        quality=int(rng.integers(80, 96)),
     )
 
 
@@ -555,30 +611,28 @@ def render_clip(clip: Clip, look: Look, rng: np.random.Generator, frames_out: Pa
     h, w = clip.size
     n = len(clip.pix)
     cam = clip.camera
-    margin = int(0.2 * max(h, w)) if cam is not None else 0
-    canvas = rp.make_background(rng, h + 2 * margin, w + 2 * margin, clip.ground_y + margin - 0.12 * clip.scale[0])
-    ease = cam.ease(n) if cam is not None else np.zeros(n)
+    margin = int(CANVAS_MARGIN * max(h, w)) if cam is not None else 0
+    floor = clip.ground_y + margin - rng.uniform(0.1, 0.4) * clip.scale[0]  # the wall stands behind
+    canvas = rp.make_background(rng, h + 2 * margin, w + 2 * margin, floor)
     bank = rp.noise_bank(rng, h, w, look.noise_sigma)
     flicker_phase = rng.uniform(0, 2 * np.pi)
     frames_out.mkdir(parents=True, exist_ok=True)
     for stale in frames_out.glob("*.jpg"):
         stale.unlink()
 
-    bg, bg_key, lut, lut_key = None, None, None, None
+    bg, bg_key, lut, lut_key = canvas, None, None, None
     for t in range(n):
+        ground = clip.ground_y
         if cam is not None:
-            z = 1 + cam.zoom * ease[t]
-            cx, cy = w / 2 + margin + cam.pan[0] * ease[t], h / 2 + margin + cam.pan[1] * ease[t]
-            key = (round(cx, 2), round(cy, 2), round(z, 4))
-            if key != bg_key:
-                box = (cx - w / 2 / z, cy - h / 2 / z, cx + w / 2 / z, cy + h / 2 / z)
+            box = tuple(v + margin for v in cam.window(t, (h, w)))
+            key = tuple(round(v, 2) for v in box)
+            if key != bg_key:  # a still camera reuses the last background
                 bg, bg_key = canvas.resize((w, h), Image.BILINEAR, box=box), key
-            ground = h / 2 + z * (clip.ground_y - h / 2 - cam.pan[1] * ease[t])
-        else:
-            bg, ground = canvas, clip.ground_y
+            ground = h / 2 + cam.zoom[t] * (clip.ground_y - h / 2 - cam.shift[t, 1])
         img = bg.copy()
         props = rp.action_props(clip.action, clip.pix[t], float(clip.scale[t]), ground,
-                                float(clip.phase[t] % 1.0), look.prop_colour)
+                                float(clip.phase[t] % 1.0), look.prop_colour,
+                                None if clip.bar is None else (clip.bar[t, 0], clip.bar[t, 1]))
         rp.draw_person(img, clip.pix[t], float(clip.scale[t]), look.outfit,
                        depth=None if clip.depth is None else clip.depth[t], known=clip.known[t],
                        behind=~clip.visible[t] if clip.depth is None else None,
@@ -590,7 +644,7 @@ def render_clip(clip: Clip, look: Look, rng: np.random.Generator, frames_out: Pa
         img.save(frames_out / f"{t + 1:06d}.jpg", quality=look.quality)
 
 
-MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: motionlab synth_penn, Created on: (fixed for reproducible files)"
+MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: motionlab synth_penn, Created on: fixed for reproducible bytes"
 
 
 def write_mat(path: Path, fields: dict[str, np.ndarray]) -> None:
@@ -613,7 +667,9 @@ def label_fields(clip: Clip) -> dict[str, np.ndarray]:
     hi = np.minimum(xy.max(1) + 0.08 * s, [w - 1, h - 1])
     bbox = np.concatenate([lo, np.maximum(hi, lo)], 1)
     x, y = np.round(xy[..., 0], 2), np.round(xy[..., 1], 2)
-    if clip.coord_dtype != "float64":
+    if clip.coord_dtype == "uint16":
+        x, y, bbox = (np.round(v).astype(np.uint16) for v in (x, y, bbox))
+    elif clip.coord_dtype == "uint":
         x, y, bbox = (np.round(v).astype(_smallest_uint(v)) for v in (x, y, bbox))
     if clip.nframes_dtype == "uint16":
         nframes = np.array([[n]], np.uint16)
@@ -680,8 +736,11 @@ def synth_penn_action(
         action, viewpoint, train = _plan(i, seed)
         n = int(rng.integers(frames[0], frames[1] + 1))
         clip = _clip_from_motion(video_id, action, viewpoint, train, n, (h, w), rng)
-        coord_dtype = "uint16" if rng.random() < 0.25 else "float64"
-        nframes_dtype = "uint16" if (n > 255 and rng.random() < 0.67) or (n <= 255 and rng.random() < 0.3) else "uint8"
+        # The real files' dtype habits, on a fixed rota so any 8 consecutive videos show them all:
+        # integer coordinates (uint16, or uint8 where they fit) and a uint16 nframes (a uint8 one
+        # wraps past 255 frames, which is why readers take the frame count from the rows of x).
+        coord_dtype = {3: "uint16", 7: "uint"}.get(i % 8, "float64")
+        nframes_dtype = "uint16" if i % 3 == 1 else "uint8"
         clip = replace(clip, coord_dtype=coord_dtype, nframes_dtype=nframes_dtype)
         render_clip(clip, random_look(rng), rng, out / "frames" / video_id)
         write_mat(out / "labels" / f"{video_id}.mat", label_fields(clip))
@@ -699,7 +758,9 @@ def _synth_from_labels(out: Path, labels: Path, videos: int, seed: int) -> list[
         label = read_label_file(path)
         rng = np.random.default_rng([seed, i, 1])
         render_clip(_clip_from_label(label), random_look(rng), rng, out / "frames" / label.video_id)
-        (out / "labels").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, out / "labels" / path.name)
+        target = out / "labels" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not (target.exists() and target.samefile(path)):
+            shutil.copyfile(path, target)
         ids.append(label.video_id)
     return ids

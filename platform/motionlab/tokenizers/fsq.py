@@ -37,10 +37,18 @@ def _stage_channels(downsample: int, channels: int) -> list[int]:
     return [max(min(MIN_STAGE_CHANNELS, channels), channels >> (n - 1 - i)) for i in range(n)]
 
 
+def _norm(c: int) -> nn.GroupNorm:
+    # GroupNorm keeps the pre-FSQ activations in tanh's working range; without it a few hundred steps
+    # often end near the mean-colour solution, depending on the seed
+    return nn.GroupNorm(8 if c % 8 == 0 else 1, c)
+
+
 class _ResBlock(nn.Module):
     def __init__(self, c: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, c, 3, padding=1))
+        self.body = nn.Sequential(
+            _norm(c), nn.GELU(), nn.Conv2d(c, c, 3, padding=1), _norm(c), nn.GELU(), nn.Conv2d(c, c, 3, padding=1)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
@@ -57,22 +65,22 @@ class FSQAutoencoder(nn.Module):
         self.downsample = int(downsample)
         self.channels = int(channels)
         widths = _stage_channels(self.downsample, self.channels)
+        dim = len(self.levels)
 
-        enc: list[nn.Module] = []
-        c_in = 3
-        for c in widths:
-            enc += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.GELU()]
-            c_in = c
-        enc += [_ResBlock(c_in), nn.Conv2d(c_in, len(self.levels), 1)]
+        enc: list[nn.Module] = [nn.Conv2d(3, widths[0], 4, stride=2, padding=1)]
+        for c_in, c in zip(widths[:-1], widths[1:], strict=True):
+            enc += [_norm(c_in), nn.GELU(), nn.Conv2d(c_in, c, 4, stride=2, padding=1)]
+        enc += [_ResBlock(widths[-1]), _norm(widths[-1]), nn.GELU(), nn.Conv2d(widths[-1], dim, 1)]
         self.encoder = nn.Sequential(*enc)
 
-        self.fsq = FSQ(levels=list(self.levels), dim=len(self.levels))
+        self.fsq = FSQ(levels=list(self.levels), dim=dim)
 
-        dec: list[nn.Module] = [nn.Conv2d(len(self.levels), c_in, 1), _ResBlock(c_in)]
-        for c in [*reversed(widths[:-1]), widths[0]]:
-            dec += [nn.GELU(), nn.ConvTranspose2d(c_in, c, 4, stride=2, padding=1)]
-            c_in = c
-        dec += [nn.GELU(), nn.Conv2d(c_in, 3, 3, padding=1)]
+        # nearest upsampling + 3x3 conv rather than transposed convs: no checkerboard ripple on flat
+        # regions, which SSIM punishes hard; the last stage goes straight to RGB at full resolution
+        dec: list[nn.Module] = [nn.Conv2d(dim, widths[-1], 1), _ResBlock(widths[-1])]
+        ups = [*reversed(widths), 3]  # e.g. [64, 32, 16, 3]
+        for c_in, c in zip(ups[:-1], ups[1:], strict=True):
+            dec += [_norm(c_in), nn.GELU(), nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
 
     @property
