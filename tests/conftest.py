@@ -50,3 +50,20 @@ def penn_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("penn") / "penn_action"
     synth_penn_action(root, videos=24, seed=3, size=(120, 160), frames=(16, 28))
     return root
+
+
+# Few FSQ steps: the tests check the pipeline's plumbing, not the tokenizer's reconstruction quality.
+TEST_FSQ_STEPS = 60
+
+
+@pytest.fixture(scope="session")
+def fsq_steps() -> int:
+    return TEST_FSQ_STEPS
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory):
+    """One workspace for the session, so the tiny FSQ tokenizer is trained once and reused."""
+    from motionlab.workspace import Workspace
+
+    return Workspace(tmp_path_factory.mktemp("workspace")).ensure()

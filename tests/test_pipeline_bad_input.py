@@ -14,7 +14,7 @@ import pytest
 import scipy.io as sio
 
 from motionlab.config import load_config
-from motionlab.pipelines.penn_action import prepare_penn_action
+from motionlab.pipelines.penn_action import PipelineSettings, prepare_penn_action
 from motionlab.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,12 +67,14 @@ def broken_source(penn_source: Path, tmp_path_factory: pytest.TempPathFactory) -
     return root, defects
 
 
-def test_every_bad_input_is_quarantined_and_the_rest_finishes(ray_local, broken_source, tmp_path: Path) -> None:
+def test_every_bad_input_is_quarantined_and_the_rest_finishes(
+    ray_local, broken_source, workspace: Workspace, fsq_steps: int, tmp_path: Path
+) -> None:
     root, defects = broken_source
     ids = sorted(defects)
     cfg = load_config("m4", preset="tiny")
     out = tmp_path / "tokens"
-    manifest = prepare_penn_action(root, cfg, out, Workspace(tmp_path / "ws").ensure())
+    manifest = prepare_penn_action(root, cfg, out, workspace, PipelineSettings(fsq_steps=fsq_steps))
     q = pd.read_parquet(out / "quarantine.parquet")
     by_video = {v: " | ".join(g["reason"]) for v, g in q.groupby("video_id")}
 
@@ -99,10 +101,10 @@ def test_every_bad_input_is_quarantined_and_the_rest_finishes(ray_local, broken_
     assert manifest["quarantined"] == len(q)
 
 
-def test_entry_point_script_reports_kept_and_quarantined(broken_source, tmp_path: Path) -> None:
+def test_entry_point_script_reports_kept_and_quarantined(broken_source, workspace: Workspace, tmp_path: Path) -> None:
     """The thin `pipelines/` script under its own Ray: exit 0 and one summary line."""
     root, defects = broken_source
-    env = {**os.environ, "MOTIONLAB_WORKSPACE": str(tmp_path / "ws")}
+    env = {**os.environ, "MOTIONLAB_WORKSPACE": str(workspace.root)}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
         [sys.executable, str(REPO / "pipelines" / "tokenize_penn_action.py"), "--source", str(root),

@@ -20,21 +20,18 @@ from motionlab.workspace import Workspace
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
+
 def read_split(out: Path, split: str) -> pd.DataFrame:
     files = sorted((out / split).glob("*.parquet"))
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    return Workspace(tmp_path_factory.mktemp("ws")).ensure()
-
-
-@pytest.fixture(scope="module")
-def m4_out(ray_local, penn_source: Path, workspace: Workspace, tmp_path_factory) -> tuple[Path, dict]:
+def m4_out(ray_local, penn_source: Path, workspace: Workspace, fsq_steps: int, tmp_path_factory) -> tuple[Path, dict]:
     cfg = load_config("m4", preset="tiny")
     out = tmp_path_factory.mktemp("m4") / "tokens"
-    manifest = prepare_penn_action(penn_source, cfg, out, workspace, PipelineSettings(chunk_videos=10))
+    settings = PipelineSettings(chunk_videos=10, fsq_steps=fsq_steps)
+    manifest = prepare_penn_action(penn_source, cfg, out, workspace, settings)
     return out, manifest
 
 
@@ -112,14 +109,14 @@ def test_other_config_on_same_output_is_refused(m4_out, penn_source: Path, works
     out, _ = m4_out
     cfg = load_config("m4", preset="tiny", overrides=["data.ssim_threshold=0.8"])
     with pytest.raises(ConfigError, match="--overwrite"):
-        prepare_penn_action(penn_source, cfg, out, workspace)
+        prepare_penn_action(penn_source, cfg, out, workspace, PipelineSettings(chunk_videos=10))
 
 
 def test_m2_tiny_six_future_frames_and_caption_tokens(ray_local, penn_source: Path, workspace: Workspace,
                                                       tmp_path: Path) -> None:
     cfg = load_config("m2", preset="tiny")
     out = tmp_path / "m2"
-    manifest = prepare_penn_action(penn_source, cfg, out, workspace)
+    manifest = prepare_penn_action(penn_source, cfg, out, workspace, PipelineSettings(chunk_videos=10))
     df = pd.concat([read_split(out, s) for s in ("train", "eval", "test")], ignore_index=True)
     assert len(df) == manifest["samples"]["total"] > 0
     for name, length in cfg.lengths().items():

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
+from ray.data.expressions import col
 
 import motionlab
 from motionlab import modalities as registry
@@ -107,7 +108,7 @@ def _stage_chunk(cfg: ExperimentConfig, spec: SampleSpec, rows: list[dict[str, s
                                    "canvas": cfg.data.image_size})
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    ds.write_parquet(str(tmp), num_cpus=LIGHT_CPU)
+    ds.write_parquet(str(tmp), ray_remote_args={"num_cpus": LIGHT_CPU})
     tmp.mkdir(parents=True, exist_ok=True)  # a chunk of only-empty videos writes no file
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -131,15 +132,15 @@ def _write_outputs(final: ray.data.Dataset, out: Path) -> tuple[dict[str, int], 
     """Splits into OUT/<split>/ (replaced whole) and the quarantine table; returns counts and quarantine."""
     counts: dict[str, int] = {}
     for split in SPLITS:
-        part = final.filter(lambda r, s=split: r["reason"] == "" and r["split"] == s, num_cpus=LIGHT_CPU)
+        part = final.filter(expr=(col("reason") == "") & (col("split") == split), num_cpus=LIGHT_CPU)
         tmp = out / f".{split}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        part.drop_columns(["reason"]).write_parquet(str(tmp), num_cpus=LIGHT_CPU)
+        part.drop_columns(["reason"]).write_parquet(str(tmp), ray_remote_args={"num_cpus": LIGHT_CPU})
         tmp.mkdir(parents=True, exist_ok=True)
         counts[split] = sum(pq.ParquetFile(f).metadata.num_rows for f in tmp.glob("*.parquet"))
         shutil.rmtree(out / split, ignore_errors=True)
         tmp.rename(out / split)
-    bad = final.filter(lambda r: r["reason"] != "", num_cpus=LIGHT_CPU)
+    bad = final.filter(expr=col("reason") != "", num_cpus=LIGHT_CPU)
     quarantine = bad.select_columns(["video_id", "frame", "reason"]).to_pandas()
     if quarantine.empty:
         quarantine = pd.DataFrame({"video_id": pd.Series(dtype=str), "frame": pd.Series(dtype="int32"),

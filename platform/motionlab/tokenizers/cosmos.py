@@ -7,6 +7,7 @@ Its FSQ levels (8, 8, 8, 5, 5, 5) give 64,000 codes, the same code space as a lo
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,14 @@ class CosmosTokenizer:
         self.device = torch.device(device)
         self.codebook_size = int(codebook_size)
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self._encoder = torch.jit.load(str(path / "encoder.jit"), map_location=self.device).to(self.dtype).eval()
-        self._decoder = torch.jit.load(str(path / "decoder.jit"), map_location=self.device).to(self.dtype).eval()
+        with warnings.catch_warnings():
+            # torch marks TorchScript deprecated, but it is the only format Cosmos is released in
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._encoder = self._load(path / "encoder.jit")
+            self._decoder = self._load(path / "decoder.jit")
+
+    def _load(self, file: Path) -> torch.jit.ScriptModule:
+        return torch.jit.load(str(file), map_location=self.device).to(self.dtype).eval()
 
     @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> np.ndarray:

@@ -53,7 +53,9 @@ def check_tokens(tokens: np.ndarray, codebook_size: int, who: str) -> np.ndarray
     if not np.issubdtype(tokens.dtype, np.integer):
         raise ValueError(f"{who}: expected integer tokens, got {tokens.dtype}")
     if tokens.size and (tokens.min() < 0 or tokens.max() >= codebook_size):
-        raise ValueError(f"{who}: token ids must lie in [0, {codebook_size}), got [{tokens.min()}, {tokens.max()}]")
+        raise ValueError(
+            f"{who}: token ids must lie in [0, {codebook_size}), got [{tokens.min()}, {tokens.max()}]"
+        )
     return tokens
 
 
@@ -80,4 +82,6 @@ def load_image_tokenizer(kind: str, path: Path, device: str = "cpu") -> ImageTok
         from motionlab.tokenizers.cosmos import CosmosTokenizer
 
         return CosmosTokenizer(path, device=device)
-    raise ValueError(f"unknown image tokenizer kind '{kind}'; expected one of {', '.join(IMAGE_TOKENIZER_KINDS)}")
+    raise ValueError(
+        f"unknown image tokenizer kind '{kind}'; expected one of {', '.join(IMAGE_TOKENIZER_KINDS)}"
+    )

@@ -26,7 +26,9 @@ class PoseQuantizer:
 
     def __init__(self, bins: int = 8192, canvas: int = 256) -> None:
         if bins < NUM_VIS_STATES:
-            raise ValueError(f"pose bins must be at least {NUM_VIS_STATES} (the visibility states), got {bins}")
+            raise ValueError(
+                f"pose bins must be at least {NUM_VIS_STATES} (the visibility states), got {bins}"
+            )
         if canvas <= 0:
             raise ValueError(f"pose canvas must be a positive frame side in pixels, got {canvas}")
         self.bins = int(bins)
@@ -78,7 +80,9 @@ class PoseQuantizer:
         """
         tokens = np.asarray(tokens)
         if tokens.ndim == 0 or tokens.shape[-1] != POSE_TOKENS_PER_FRAME:
-            raise ValueError(f"pose decode expects tokens of shape (..., {POSE_TOKENS_PER_FRAME}), got {tokens.shape}")
+            raise ValueError(
+                f"pose decode expects tokens of shape (..., {POSE_TOKENS_PER_FRAME}), got {tokens.shape}"
+            )
         if not np.issubdtype(tokens.dtype, np.integer):
             raise ValueError(f"pose decode expects integer tokens, got dtype {tokens.dtype}")
         xb = tokens[..., 0::POSE_TOKENS_PER_JOINT].astype(np.int64)
