@@ -14,7 +14,8 @@ import pytest
 import scipy.io as sio
 
 from motionlab.config import load_config
-from motionlab.pipelines.penn_action import PipelineSettings, prepare_penn_action
+from motionlab.pipelines.penn_action import PipelineSettings, prepare_penn_action, sample_spec
+from motionlab.pipelines.video_samples import video_to_samples
 from motionlab.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +34,13 @@ def broken_source(penn_source: Path, tmp_path_factory: pytest.TempPathFactory) -
     """A copy of the generated data with one defect per video; returns the defect of each broken video."""
     root = tmp_path_factory.mktemp("broken") / "penn_action"
     shutil.copytree(penn_source, root)
-    ids = sorted(p.stem for p in (root / "labels").glob("*.mat"))
+    # Frame-level defects go to videos with at least two samples, so "the video keeps the rest" is testable.
+    spec = sample_spec(load_config("m4", preset="tiny"), penn_source)
+    counts = {p.stem: len(video_to_samples({"video_id": p.stem, "split": "train"}, spec))
+              for p in sorted((root / "labels").glob("*.mat"))}
+    rich = [v for v, n in counts.items() if n >= 3][:3]
+    ids = [v for v in counts if v not in rich][:4]
+    ids = ids[:3] + rich + ids[3:]
     defects = {}
     # corrupt .mat
     (root / "labels" / f"{ids[0]}.mat").write_bytes(b"MATLAB 5.0 MAT-file, this is not one" + os.urandom(64))
@@ -71,7 +78,7 @@ def test_every_bad_input_is_quarantined_and_the_rest_finishes(
     ray_local, broken_source, workspace: Workspace, fsq_steps: int, tmp_path: Path
 ) -> None:
     root, defects = broken_source
-    ids = sorted(defects)
+    ids = list(defects)
     cfg = load_config("m4", preset="tiny")
     out = tmp_path / "tokens"
     manifest = prepare_penn_action(root, cfg, out, workspace, PipelineSettings(fsq_steps=fsq_steps))

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from motionlab.tokenizers.text import TextTokenizer
 
 from motionlab.config import ConfigError, load_config
 from motionlab.datasets.penn_action import read_label
 from motionlab.pipelines.geometry import SquareCrop
 from motionlab.pipelines.penn_action import PipelineSettings, prepare_penn_action
 from motionlab.tokenizers.pose import VIS_VISIBLE, PoseQuantizer
+from motionlab.tokenizers.text import TextTokenizer
 from motionlab.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -128,26 +128,24 @@ def _text_tokenizer(cfg: ExperimentConfig, staged: ray.data.Dataset, out: Path,
     return out / "text_tokenizer.json"
 
 
-def _write_outputs(final: ray.data.Dataset, out: Path) -> tuple[dict[str, int], pd.DataFrame]:
-    """Splits into OUT/<split>/ (replaced whole) and the quarantine table; returns counts and quarantine."""
-    counts: dict[str, int] = {}
+def _write_outputs(final: ray.data.Dataset, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Splits into OUT/<split>/ (each replaced whole) and the quarantine table.
+
+    Returns the (video_id, split) index of the kept samples and the quarantine table.
+    """
     for split in SPLITS:
         part = final.filter(expr=(col("reason") == "") & (col("split") == split), num_cpus=LIGHT_CPU)
         tmp = out / f".{split}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         part.drop_columns(["reason"]).write_parquet(str(tmp), ray_remote_args={"num_cpus": LIGHT_CPU})
         tmp.mkdir(parents=True, exist_ok=True)
-        counts[split] = sum(pq.ParquetFile(f).metadata.num_rows for f in tmp.glob("*.parquet"))
         shutil.rmtree(out / split, ignore_errors=True)
         tmp.rename(out / split)
-    bad = final.filter(expr=col("reason") != "", num_cpus=LIGHT_CPU)
-    quarantine = bad.select_columns(["video_id", "frame", "reason"]).to_pandas()
-    if quarantine.empty:
-        quarantine = pd.DataFrame({"video_id": pd.Series(dtype=str), "frame": pd.Series(dtype="int32"),
-                                   "reason": pd.Series(dtype=str)})
-    quarantine = quarantine.sort_values(["video_id", "frame"]).reset_index(drop=True)
+    index = final.select_columns(["video_id", "frame", "split", "reason"]).to_pandas()
+    quarantine = index[index["reason"] != ""][["video_id", "frame", "reason"]]
+    quarantine = quarantine.astype({"frame": "int32"}).sort_values(["video_id", "frame"]).reset_index(drop=True)
     pq.write_table(pa.Table.from_pandas(quarantine, preserve_index=False), out / QUARANTINE)
-    return counts, quarantine
+    return index[index["reason"] == ""][["video_id", "split"]], quarantine
 
 
 def _chunk_done(dest: Path, videos: list[str], fingerprint: str) -> bool:
@@ -221,10 +219,13 @@ def prepare_penn_action(
                            str(text_tok) if text_tok else None)
     final = staged.map_batches(finalize, fn_kwargs={"spec": final_spec}, batch_format="numpy",
                                num_cpus=LIGHT_CPU, batch_size=512).materialize()
-    counts, quarantine = _write_outputs(final, out)
+    kept_index, quarantine = _write_outputs(final, out)
     t_final = time.perf_counter() - t2
 
+    counts = {s: int((kept_index["split"] == s).sum()) for s in SPLITS}
     kept = sum(counts.values())
+    # Clips that never change enough for a successor (or hold only bad frames) yield no sample: say which.
+    silent = sorted(set(video_ids) - set(kept_index["video_id"]) - set(quarantine["video_id"]))
     manifest = {
         "status": "complete",
         "motionlab_version": motionlab.__version__,
@@ -237,6 +238,7 @@ def prepare_penn_action(
         "samples": {**counts, "total": kept},
         "quarantined": int(len(quarantine)),
         "quarantine_videos": int(quarantine["video_id"].nunique()),
+        "videos_without_samples": silent,
         "modalities": {m.name: {"kind": str(m.kind), "length": cfg.lengths()[m.name],
                                 "vocab": cfg.vocab()[m.name]} for m in _modalities(cfg)},
         "tokenizers": {
@@ -251,7 +253,8 @@ def prepare_penn_action(
     manifest_path.write_text(json.dumps(manifest, indent=2))
     log(f"prepared {cfg.name}{'/' + cfg.preset if cfg.preset else ''}: kept {kept} samples "
         f"(train {counts['train']}, eval {counts['eval']}, test {counts['test']}) from {len(video_ids)} videos; "
-        f"quarantined {len(quarantine)} (see {out / QUARANTINE}) in {manifest['timings_s']['total']:.1f} s")
+        f"quarantined {len(quarantine)} (see {out / QUARANTINE}); {len(silent)} videos had no successor frame; "
+        f"{manifest['timings_s']['total']:.1f} s")
     return manifest
 
 

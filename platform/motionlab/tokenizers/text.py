@@ -59,7 +59,7 @@ class TextTokenizer:
     ) -> None:
         self.tokenizer = tokenizer
         self.source = source
-        # the row layout is ours: the tokenizer's own post-processor, padding and truncation stay off
+        # the row layout is ours: padding and truncation off here, post-processor skipped in encode()
         tokenizer.no_padding()
         tokenizer.no_truncation()
         ids = {role: self._find(role, (declared or {}).get(role)) for role in ("pad", "bos", "eos")}
