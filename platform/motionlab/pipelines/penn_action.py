@@ -141,11 +141,12 @@ def _write_outputs(final: ray.data.Dataset, out: Path) -> tuple[pd.DataFrame, pd
         tmp.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(out / split, ignore_errors=True)
         tmp.rename(out / split)
-    index = final.select_columns(["video_id", "frame", "split", "reason"]).to_pandas()
+    flags = [c for c in final.columns() if c.endswith("_truncated")]
+    index = final.select_columns(["video_id", "frame", "split", "reason", *flags]).to_pandas()
     quarantine = index[index["reason"] != ""][["video_id", "frame", "reason"]]
     quarantine = quarantine.astype({"frame": "int32"}).sort_values(["video_id", "frame"]).reset_index(drop=True)
     pq.write_table(pa.Table.from_pandas(quarantine, preserve_index=False), out / QUARANTINE)
-    return index[index["reason"] == ""][["video_id", "split"]], quarantine
+    return index[index["reason"] == ""].drop(columns=["reason", "frame"]), quarantine
 
 
 def _chunk_done(dest: Path, videos: list[str], fingerprint: str) -> bool:
@@ -223,6 +224,12 @@ def prepare_penn_action(
     t_final = time.perf_counter() - t2
 
     counts = {s: int((kept_index["split"] == s).sum()) for s in SPLITS}
+    truncated = {c.removesuffix("_truncated"): int(kept_index[c].sum())
+                 for c in kept_index.columns if c.endswith("_truncated")}
+    for name, n in truncated.items():
+        if n:
+            log(f"{n} of {len(kept_index)} {name} rows were longer than max_seq_len {cfg.lengths()[name]} "
+                f"and were truncated (column {name}_truncated)")
     kept = sum(counts.values())
     # Clips that never change enough for a successor (or hold only bad frames) yield no sample: say which.
     silent = sorted(set(video_ids) - set(kept_index["video_id"]) - set(quarantine["video_id"]))
@@ -239,6 +246,7 @@ def prepare_penn_action(
         "quarantined": int(len(quarantine)),
         "quarantine_videos": int(quarantine["video_id"].nunique()),
         "videos_without_samples": silent,
+        "truncated": truncated,
         "modalities": {m.name: {"kind": str(m.kind), "length": cfg.lengths()[m.name],
                                 "vocab": cfg.vocab()[m.name]} for m in _modalities(cfg)},
         "tokenizers": {

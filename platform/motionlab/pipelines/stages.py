@@ -117,7 +117,10 @@ def finalize(batch: Batch, spec: FinalSpec) -> pa.Table:
         if m.kind is Kind.TEXT:
             if text is None:
                 raise ValueError(f"{m.name}: a text modality needs a text tokenizer")
-            tokens = text.encode([str(c) for c in batch["caption"]], max_len=length)  # (B, L)
+            captions = [str(c) for c in batch["caption"]]
+            tokens = text.encode(captions, max_len=length)  # (B, L)
+            # Truncation is legitimate for text but never silent: flag every row it touched.
+            columns[f"{m.name}_truncated"] = pa.array(text.lengths(captions) > length)
         else:
             tokens = np.asarray(batch[m.name], dtype=np.int64).reshape(n, -1)  # (B, L)
         for i in range(n):

@@ -120,6 +120,11 @@ class TextTokenizer:
             row[: len(ids)] = ids
         return out
 
+    def lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """(B,) strings -> (B,) int: tokens each needs with [BOS] and [EOS], to tell truncation apart."""
+        encoded = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return np.asarray([len(e.ids) + 2 for e in encoded], dtype=np.int64)
+
     def decode(self, ids: Sequence[int]) -> str:
         """Ids -> text, reading past a leading BOS up to the first EOS and dropping pad and specials."""
         seq = [int(i) for i in ids]
