@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_models import write_tiny_blip, write_tiny_cosmos
 
 from conftest import shared_dataset
 from motionlab.config import load_config
@@ -17,6 +16,7 @@ from motionlab.pipelines.penn_action import PipelineSettings, prepare_penn_actio
 from motionlab.tokenizers.cosmos import CosmosTokenizer
 from motionlab.tokenizers.text import TextTokenizer
 from motionlab.workspace import Workspace
+from tiny_models import write_tiny_blip, write_tiny_cosmos
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
