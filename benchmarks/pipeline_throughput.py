@@ -76,7 +76,10 @@ def sequential(cfg, source: Path, image_tok: Path, out: Path) -> int:
         if any(m.kind is Kind.IMAGE for m in mods) else None
     staged = []
     for vid in ids:
-        batch = rows_to_batch(video_to_samples({"video_id": vid, "split": splits[vid]}, spec))
+        rows = video_to_samples({"video_id": vid, "split": splits[vid]}, spec)
+        if not rows:  # a clip with no successor frame yields nothing, as in the graph
+            continue
+        batch = rows_to_batch(rows)
         batch = captioner(batch)
         if imager is not None:
             batch = imager(batch)
@@ -102,7 +105,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=48)
     parser.add_argument("--config", default="m4")
-    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--preset", default=None, help="e.g. tiny; default: the full 256 px config")
+    parser.add_argument("--fsq-steps", type=int, default=100, help="image tokenizer training (not timed)")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count())
     args = parser.parse_args()
 
@@ -113,12 +117,14 @@ def main() -> None:
         ids = list_video_ids(source)
         frames = sum(read_label(source, v).num_frames for v in ids)
         workspace = Workspace(root / "workspace").ensure()
-        image_tok = ensure_image_tokenizer(cfg, source, ids, workspace, log=lambda m: None)
-        print(f"data: {what}, {frames} frames; config {cfg.name}/{cfg.preset}; {args.num_cpus} CPUs")
+        image_tok = ensure_image_tokenizer(cfg, source, ids, workspace, log=lambda m: None, steps=args.fsq_steps)
+        print(f"data: {what}, {frames} frames; config {cfg.name}{'/' + cfg.preset if cfg.preset else ''} "
+              f"({cfg.data.image_size} px); {args.num_cpus} CPUs")
 
         t = time.perf_counter()
         kept_loop = sequential(cfg, source, image_tok, root / "loop")
         loop_s = time.perf_counter() - t
+        print(f"sequential loop : {loop_s:7.1f} s  {frames / loop_s:7.1f} frames/s  ({kept_loop} samples)", flush=True)
 
         init_ray(num_cpus=args.num_cpus, temp_dir=Path(tempfile.mkdtemp(prefix="mlray", dir="/tmp")))
         t = time.perf_counter()
@@ -129,8 +135,8 @@ def main() -> None:
             raise SystemExit(f"the two paths disagree: loop kept {kept_loop}, Ray kept {manifest['samples']['total']}")
 
         loop_fps, ray_fps = frames / loop_s, frames / ray_s
-        print(f"sequential loop : {loop_s:7.1f} s  {loop_fps:7.1f} frames/s  ({kept_loop} samples)")
-        print(f"ray data graph  : {ray_s:7.1f} s  {ray_fps:7.1f} frames/s  ({manifest['samples']['total']} samples)")
+        print(f"ray data graph  : {ray_s:7.1f} s  {ray_fps:7.1f} frames/s  ({manifest['samples']['total']} samples; "
+              f"stage {manifest['timings_s']['stage']:.1f} s, finalize {manifest['timings_s']['finalize']:.1f} s)")
         print(f"speedup={ray_fps / loop_fps:.2f}")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +33,8 @@ from motionlab.datasets.penn_action import PennActionError, list_video_ids, read
 from motionlab.modalities import Kind
 from motionlab.pipelines.image_tokenizer import ensure_image_tokenizer, file_digest
 from motionlab.pipelines.splits import SPLITS, split_by_ratio, split_official
-from motionlab.pipelines.stages import CaptionStage, FinalSpec, ImageTokenStage, finalize, pose_tokens
-from motionlab.pipelines.video_samples import SampleSpec, video_to_samples
+from motionlab.pipelines.stages import CaptionStage, FinalSpec, ImageTokenStage, caption_batch, finalize, pose_tokens
+from motionlab.pipelines.video_samples import SampleSpec, videos_to_samples
 from motionlab.raycluster import cluster_gpus
 from motionlab.tokenizers.text import TextTokenizer, train_bpe
 from motionlab.workspace import Workspace
@@ -41,7 +42,8 @@ from motionlab.workspace import Workspace
 MANIFEST = "manifest.json"
 QUARANTINE = "quarantine.parquet"
 LIGHT_CPU = 0.25  # reads, writes and cheap stages: never let them starve an actor pool of CPUs
-DECODE_CPU = 0.5
+DECODE_CPU = 0.75  # two decode tasks plus one model actor (0.5) fill a 2-CPU node without oversubscribing
+MODEL_CPU = 0.5
 
 
 @dataclass(frozen=True)
@@ -81,31 +83,49 @@ def assign_splits(cfg: ExperimentConfig, source: Path, video_ids: list[str]) -> 
     return split_by_ratio(video_ids, d.split_ratios, d.seed)
 
 
+@contextmanager
+def _whole_node_budget() -> Iterator[None]:
+    """Let any operator use every free CPU while this graph runs.
+
+    Ray Data's default reserves a share of the cluster per operator; on a 2-CPU node that leaves the
+    decode stage (the bulk of the work) one task at a time, slower than a plain loop (measured by
+    benchmarks/pipeline_throughput.py). The fractional CPUs above keep the model actors schedulable.
+    """
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.op_resource_reservation_enabled
+    ctx.op_resource_reservation_enabled = False
+    try:
+        yield
+    finally:
+        ctx.op_resource_reservation_enabled = before
+
+
 def _stage_chunk(cfg: ExperimentConfig, spec: SampleSpec, rows: list[dict[str, str]], image_tok: Path,
                  dest: Path, actors: int) -> None:
     """Phase 1 for one chunk of videos, written to `dest` atomically."""
     mods = _modalities(cfg)
     gpus = cfg.resources.gpus_per_worker if cfg.resources.use_gpu and cluster_gpus() > 0 else 0.0
     device = "cuda" if gpus > 0 else "cpu"
-    pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors))
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-    ds = ds.flat_map(video_to_samples, fn_kwargs={"spec": spec}, num_cpus=DECODE_CPU)
+    # Decode, template captions and pose tokens share one resource shape, so Ray Data fuses them into
+    # one task per video; only the models (image tokenizer, BLIP) run in actor pools.
+    ds = ds.map_batches(videos_to_samples, fn_kwargs={"spec": spec}, num_cpus=DECODE_CPU, batch_size=1,
+                        udf_modifying_row_count=True)
     caption_kwargs = {"kind": cfg.data.captioner, "path": cfg.data.captioner_path}
     if cfg.data.captioner == "template":
-        ds = ds.map_batches(CaptionStage, fn_constructor_kwargs=caption_kwargs, num_cpus=LIGHT_CPU,
-                            compute=ray.data.ActorPoolStrategy(size=1), batch_size=256)
-    else:
+        ds = ds.map_batches(caption_batch, fn_kwargs=caption_kwargs, num_cpus=DECODE_CPU, batch_size=None)
+    ds = ds.map_batches(pose_tokens, num_cpus=DECODE_CPU, batch_size=None,
+                        fn_kwargs={"modalities": mods, "bins": cfg.data.pose_bins, "canvas": cfg.data.image_size})
+    if cfg.data.captioner != "template":
         ds = ds.map_batches(CaptionStage, fn_constructor_kwargs={**caption_kwargs, "device": device},
-                            compute=pool, num_cpus=LIGHT_CPU if gpus else DECODE_CPU, num_gpus=gpus,
-                            batch_size=16)
+                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),
+                            num_cpus=LIGHT_CPU if gpus else MODEL_CPU, num_gpus=gpus, batch_size=16)
     if any(m.kind is Kind.IMAGE for m in mods):
-        ds = ds.map_batches(ImageTokenStage, compute=pool, batch_size=32, num_gpus=gpus,
-                            num_cpus=LIGHT_CPU if gpus else DECODE_CPU,
+        ds = ds.map_batches(ImageTokenStage, batch_size=32, num_gpus=gpus,
+                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),
+                            num_cpus=LIGHT_CPU if gpus else MODEL_CPU,
                             fn_constructor_kwargs={"kind": cfg.data.image_tokenizer, "path": str(image_tok),
                                                    "modalities": mods, "device": device})
-    ds = ds.map_batches(pose_tokens, num_cpus=LIGHT_CPU, batch_size=256,
-                        fn_kwargs={"modalities": mods, "bins": cfg.data.pose_bins,
-                                   "canvas": cfg.data.image_size})
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     ds.write_parquet(str(tmp), ray_remote_args={"num_cpus": LIGHT_CPU})
@@ -206,7 +226,8 @@ def prepare_penn_action(
             continue
         log(f"chunk {k + 1}/{len(chunks)}: {len(chunk)} videos ({chunk[0]}..{chunk[-1]})")
         rows = [{"video_id": v, "split": splits[v]} for v in chunk]
-        _stage_chunk(cfg, spec, rows, image_tok, dest, actors)
+        with _whole_node_budget():  # set before the Dataset is built: it copies the context
+            _stage_chunk(cfg, spec, rows, image_tok, dest, actors)
         (dest / "_SUCCESS").write_text(json.dumps({"videos": chunk, "fingerprint": fingerprint}))
     if reused:
         log(f"resumed: reused {reused} of {len(chunks)} finished chunks")

@@ -17,7 +17,6 @@ import pyarrow as pa
 
 from motionlab.modalities import Kind, Modality
 from motionlab.tokenizers.captioners import build_captioner
-from motionlab.tokenizers.image import load_image_tokenizer
 from motionlab.tokenizers.pose import PoseQuantizer
 from motionlab.tokenizers.text import TextTokenizer
 
@@ -48,10 +47,18 @@ class CaptionStage:
         return batch
 
 
+def caption_batch(batch: Batch, kind: str, path: str | None) -> Batch:
+    """Stateless captions (the template backend): no actor, so it fuses with the decode task."""
+    return CaptionStage(kind, path)(batch)
+
+
 class ImageTokenStage:
     """Pixels of each image modality's slot -> (B, frames * h * w) int32 codes; drops the pixels."""
 
     def __init__(self, kind: str, path: str, modalities: Sequence[Modality], device: str = "cpu") -> None:
+        # Imported here: torch takes seconds to import, and the decode tasks that share this module need none of it.
+        from motionlab.tokenizers.image import load_image_tokenizer
+
         self.tokenizer = load_image_tokenizer(kind, Path(path), device)
         self.modalities = [m for m in modalities if m.kind is Kind.IMAGE]
 
