@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from motionlab.tokenizers.text import train_bpe
 
 from motionlab.config import load_config
 from motionlab.datasets.penn_action import list_video_ids, read_label
@@ -40,8 +39,9 @@ from motionlab.pipelines.penn_action import (
 )
 from motionlab.pipelines.splits import SPLITS
 from motionlab.pipelines.stages import CaptionStage, FinalSpec, ImageTokenStage, finalize, pose_tokens
-from motionlab.pipelines.video_samples import video_to_samples
+from motionlab.pipelines.video_samples import rows_to_columns, video_to_samples
 from motionlab.raycluster import init_ray
+from motionlab.tokenizers.text import train_bpe
 from motionlab.workspace import Workspace
 
 SHARED_LABELS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "penn_action" / "labels"
@@ -54,15 +54,6 @@ def make_data(root: Path, videos: int) -> tuple[Path, str]:
         return source, f"{videos} videos rendered from real Penn Action labels (real sizes)"
     synth_penn_action(source, videos=videos, size=(360, 480), frames=(40, 80))
     return source, f"{videos} generated look-alike videos at 360x480"
-
-
-def rows_to_batch(rows: list[dict]) -> dict[str, np.ndarray]:
-    """What Ray Data hands a map_batches stage, built by hand for the loop."""
-    batch: dict[str, np.ndarray] = {}
-    for key in rows[0]:
-        values = [r[key] for r in rows]
-        batch[key] = np.stack(values) if isinstance(values[0], np.ndarray) else np.asarray(values, dtype=object)
-    return batch
 
 
 def sequential(cfg, source: Path, image_tok: Path, out: Path) -> int:
@@ -79,7 +70,7 @@ def sequential(cfg, source: Path, image_tok: Path, out: Path) -> int:
         rows = video_to_samples({"video_id": vid, "split": splits[vid]}, spec)
         if not rows:  # a clip with no successor frame yields nothing, as in the graph
             continue
-        batch = rows_to_batch(rows)
+        batch = rows_to_columns(rows, spec)
         batch = captioner(batch)
         if imager is not None:
             batch = imager(batch)
