@@ -121,7 +121,7 @@ def _stage_chunk(cfg: ExperimentConfig, spec: SampleSpec, rows: list[dict[str, s
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),
                             num_cpus=LIGHT_CPU if gpus else MODEL_CPU, num_gpus=gpus, batch_size=16)
     if any(m.kind is Kind.IMAGE for m in mods):
-        ds = ds.map_batches(ImageTokenStage, batch_size=32, num_gpus=gpus,
+        ds = ds.map_batches(ImageTokenStage, batch_size=None, num_gpus=gpus,
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),
                             num_cpus=LIGHT_CPU if gpus else MODEL_CPU,
                             fn_constructor_kwargs={"kind": cfg.data.image_tokenizer, "path": str(image_tok),
@@ -235,7 +235,9 @@ def prepare_penn_action(
 
     t2 = time.perf_counter()
     stage_dirs = [str(stage_root / f"chunk-{k:05d}") for k in range(len(chunks))]
-    staged = ray.data.read_parquet(stage_dirs, num_cpus=LIGHT_CPU).materialize()
+    # The staged tokens are small; reading them on the driver avoids a round of listing and footer tasks.
+    tables = [pq.read_table(f) for d in stage_dirs for f in sorted(Path(d).glob("*.parquet"))]
+    staged = ray.data.from_arrow(tables) if tables else ray.data.from_items([])
     text_tok = _text_tokenizer(cfg, staged, out, log)
     final_spec = FinalSpec(tuple(_modalities(cfg)), cfg.lengths(), cfg.vocab(),
                            str(text_tok) if text_tok else None)

@@ -39,16 +39,17 @@ class SampleSpec:
 
     def empty_row(self, video_id: str, split: str, reason: str, frame: int = -1) -> dict[str, Any]:
         """A quarantine row with zero payloads of the right shapes."""
-        return self.sample_row(video_id, split, frame, -1, "", "", reason,
-                         np.zeros((1, self.size, self.size, 3), np.uint8) if self.keep_pixels else None,
-                         np.zeros((1, POSE_JOINTS, 3), np.float32),
-                         np.zeros((self.num_next, self.size, self.size, 3), np.uint8)
-                         if self.keep_pixels and self.num_next else None,
-                         np.zeros((self.num_next, POSE_JOINTS, 3), np.float32) if self.num_next else None)
+        pixels = np.zeros((1, self.size, self.size, 3), np.uint8) if self.keep_pixels else None
+        next_pixels = (np.zeros((self.num_next, self.size, self.size, 3), np.uint8)
+                       if self.keep_pixels and self.num_next else None)
+        next_joints = np.zeros((self.num_next, POSE_JOINTS, 3), np.float32) if self.num_next else None
+        return self.sample_row(video_id, split, frame, -1, "", "", reason, pixels,
+                               np.zeros((1, POSE_JOINTS, 3), np.float32), next_pixels, next_joints)
 
     def sample_row(self, video_id: str, split: str, frame: int, next_frame: int, action: str, viewpoint: str,
-             reason: str, pixels: np.ndarray | None, joints: np.ndarray,
-             next_pixels: np.ndarray | None, next_joints: np.ndarray | None) -> dict[str, Any]:
+                   reason: str, pixels: np.ndarray | None, joints: np.ndarray,
+                   next_pixels: np.ndarray | None, next_joints: np.ndarray | None) -> dict[str, Any]:
+        """One row; frame numbers are 1-based like the frame files (-1: none)."""
         row: dict[str, Any] = {
             "video_id": video_id, "frame": np.int32(frame), "next_frame": np.int32(next_frame),
             "action": action, "viewpoint": viewpoint, "split": split, "reason": reason,
@@ -143,4 +144,5 @@ def videos_to_samples(batch: dict[str, np.ndarray], spec: SampleSpec) -> dict[st
     rows: list[dict[str, Any]] = []
     for video_id, split in zip(batch["video_id"], batch["split"], strict=True):
         rows.extend(video_to_samples({"video_id": video_id, "split": split}, spec))
-    return rows_to_columns(rows, spec)
+    # No rows (a clip without a successor): an empty batch, since zero-length tensor columns do not convert.
+    return rows_to_columns(rows, spec) if rows else {}
