@@ -9,7 +9,9 @@ timed; neither is Ray's start-up.
 
 Data: frames rendered from the real Penn Action labels in ../shared/datasets (real frame sizes and
 joint motion) when present, else generated look-alike videos at 360 x 480. The last line reads
-`speedup=<x>`.
+`speedup=<x>`, the
+Ray graph's frames per second over the loop's. A third line, for reference, runs the same per-video work
+over plain worker processes (one per CPU), to show how much the machine's cores give this workload.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import os
 import shutil
 import tempfile
 import time
+from multiprocessing import get_context
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from motionlab.config import load_config
 from motionlab.datasets.penn_action import list_video_ids, read_label
@@ -55,25 +59,28 @@ def make_data(root: Path, videos: int) -> tuple[Path, str]:
     return source, f"{videos} generated look-alike videos at 360x480"
 
 
-def sequential(cfg, source: Path, image_tok: Path, out: Path) -> int:
-    """The plain loop: one video after another through the same stage code, then the same outputs."""
-    ids = list_video_ids(source)
-    splits = assign_splits(cfg, source, ids)
-    spec = sample_spec(cfg, source)
-    mods = _modalities(cfg)
-    captioner = CaptionStage(cfg.data.captioner, cfg.data.captioner_path)
-    imager = ImageTokenStage(cfg.data.image_tokenizer, str(image_tok), mods) \
-        if any(m.kind is Kind.IMAGE for m in mods) else None
-    staged = []
-    for vid in ids:
-        rows = video_to_samples({"video_id": vid, "split": splits[vid]}, spec)
+class VideoWork:
+    """The per-video work of the graph, in one process: decode ... image and pose tokens."""
+
+    def __init__(self, cfg, source: Path, image_tok: Path) -> None:
+        self.cfg, self.spec, self.mods = cfg, sample_spec(cfg, source), _modalities(cfg)
+        self.captioner = CaptionStage(cfg.data.captioner, cfg.data.captioner_path)
+        self.imager = ImageTokenStage(cfg.data.image_tokenizer, str(image_tok), self.mods) \
+            if any(m.kind is Kind.IMAGE for m in self.mods) else None
+
+    def __call__(self, vid: str, split: str) -> dict | None:
+        rows = video_to_samples({"video_id": vid, "split": split}, self.spec)
         if not rows:  # a clip with no successor frame yields nothing, as in the graph
-            continue
-        batch = rows_to_columns(rows, spec)
-        batch = captioner(batch)
-        if imager is not None:
-            batch = imager(batch)
-        staged.append(pose_tokens(batch, mods, cfg.data.pose_bins, cfg.data.image_size))
+            return None
+        batch = self.captioner(rows_to_columns(rows, self.spec))
+        if self.imager is not None:
+            batch = self.imager(batch)
+        return pose_tokens(batch, self.mods, self.cfg.data.pose_bins, self.cfg.data.image_size)
+
+
+def write_outputs(cfg, staged: list[dict], out: Path) -> int:
+    """Text tokens, validation and Parquet splits, as the graph's second phase does."""
+    mods = _modalities(cfg)
     text = None
     if any(m.kind is Kind.TEXT for m in mods):
         captions = sorted({c for b in staged for c in b["caption"] if c})
@@ -89,6 +96,38 @@ def sequential(cfg, source: Path, image_tok: Path, out: Path) -> int:
     bad = [r != "" for r in reasons]
     pq.write_table(table.filter(pa.array(bad)).select(["video_id", "frame", "reason"]), out / "quarantine.parquet")
     return sum(1 for r in reasons if r == "")
+
+
+def sequential(cfg, source: Path, image_tok: Path, out: Path) -> int:
+    """The plain loop: one video after another through the same stage code, then the same outputs."""
+    ids = list_video_ids(source)
+    splits = assign_splits(cfg, source, ids)
+    work = VideoWork(cfg, source, image_tok)
+    staged = [b for b in (work(v, splits[v]) for v in ids) if b is not None]
+    return write_outputs(cfg, staged, out)
+
+
+_WORK: VideoWork | None = None
+
+
+def _init_worker(cfg, source: Path, image_tok: Path) -> None:
+    global _WORK
+    torch.set_num_threads(1)
+    _WORK = VideoWork(cfg, source, image_tok)
+
+
+def _one_video(args: tuple[str, str]) -> dict | None:
+    return _WORK(*args)
+
+
+def processes(cfg, source: Path, image_tok: Path, out: Path, n: int) -> int:
+    """A reference, not the baseline: the same work over n plain worker processes, showing what the
+    machine's cores give without any framework."""
+    ids = list_video_ids(source)
+    splits = assign_splits(cfg, source, ids)
+    with get_context("spawn").Pool(n, initializer=_init_worker, initargs=(cfg, source, image_tok)) as pool:
+        staged = [b for b in pool.imap_unordered(_one_video, [(v, splits[v]) for v in ids]) if b is not None]
+    return write_outputs(cfg, staged, out)
 
 
 def main() -> None:
@@ -115,6 +154,12 @@ def main() -> None:
         kept_loop = sequential(cfg, source, image_tok, root / "loop")
         loop_s = time.perf_counter() - t
         print(f"sequential loop : {loop_s:7.1f} s  {frames / loop_s:7.1f} frames/s  ({kept_loop} samples)", flush=True)
+
+        t = time.perf_counter()
+        kept_mp = processes(cfg, source, image_tok, root / "mp", args.num_cpus)
+        mp_s = time.perf_counter() - t
+        print(f"{args.num_cpus} plain processes: {mp_s:7.1f} s  {frames / mp_s:7.1f} frames/s  ({kept_mp} samples; "
+              f"the machine's own scaling for this work: {loop_s / mp_s:.2f}x)", flush=True)
 
         init_ray(num_cpus=args.num_cpus, temp_dir=Path(tempfile.mkdtemp(prefix="mlray", dir="/tmp")))
         t = time.perf_counter()

@@ -49,3 +49,10 @@ def test_train_image_tokenizer_reports_reconstruction_ssim(penn_source: Path, tm
     assert "reconstruction SSIM" in proc.stdout or "recon_ssim" in proc.stdout
     saved = json.loads((out / "config.json").read_text())
     assert 0.0 < saved["recon_ssim"] <= 1.0 and (out / "model.pt").exists()
+
+
+def test_short_image_tokenizer_run_does_not_break_the_schedule(penn_source: Path, tmp_path: Path) -> None:
+    proc = motionlab("train", "image-tokenizer", "--source", str(penn_source), "--config", "m4", "--preset", "tiny",
+                     "--out", str(tmp_path / "fsq"), "--steps", "5", "--max-frames", "32")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "fsq" / "model.pt").exists()

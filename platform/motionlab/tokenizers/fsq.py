@@ -28,6 +28,7 @@ from motionlab.tokenizers.image import check_frames, check_tokens, frames_to_ten
 DEFAULT_LEVELS = (8, 8, 8, 5, 5, 5)
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
+MIN_SCHEDULE_STEPS = 20
 MIN_STAGE_CHANNELS = 16
 
 
@@ -283,8 +284,10 @@ def train_fsq_tokenizer(
             torch.manual_seed(seed)
             model = FSQAutoencoder(levels, downsample, channels).to(dev).train()
             opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+            # OneCycleLR divides by the warm-up length (0.1 * total - 1 steps), so a short run schedules
+            # at least MIN_SCHEDULE_STEPS and simply stops before the anneal ends.
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=lr, total_steps=max(steps, 2), pct_start=0.1
+                opt, max_lr=lr, total_steps=max(steps, MIN_SCHEDULE_STEPS), pct_start=0.1
             )
             gen = torch.Generator(device="cpu").manual_seed(seed)
             every = max(1, steps // 10)
