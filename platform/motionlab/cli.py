@@ -89,7 +89,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: generated data -> M4-tiny tokens."""
     args.config, args.preset, args.overrides = "m4", "tiny", []
     args.source = args.out = None
-    args.chunk_videos, args.actors, args.overwrite, args.num_cpus = 128, None, False, None
+    args.chunk_videos, args.actors, args.overwrite, args.num_cpus = 256, None, False, None
     rc = cmd_prepare_penn(args)
     workspace = Workspace.resolve(args.workspace)
     print(f"tokens are in {workspace.tokens / 'm4-tiny'}: train/, eval/, test/, quarantine.parquet, manifest.json")
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--source", default=None, help="Penn Action root (default: generated data in the workspace)")
     pp.add_argument("--out", default=None, help="output folder (default: <workspace>/tokens/<config>[-<preset>])")
     _add_config_args(pp)
-    pp.add_argument("--chunk-videos", type=int, default=128, help="videos per resumable chunk")
+    pp.add_argument("--chunk-videos", type=int, default=256, help="videos per resumable chunk")
     pp.add_argument("--actors", type=int, default=None, help="actor-pool size for the models (default: config)")
     pp.add_argument("--overwrite", action="store_true", help="discard tokens made with another config")
     pp.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (ignored on a cluster)")

@@ -33,7 +33,15 @@ from motionlab.datasets.penn_action import PennActionError, list_video_ids, read
 from motionlab.modalities import Kind
 from motionlab.pipelines.image_tokenizer import ensure_image_tokenizer, file_digest
 from motionlab.pipelines.splits import SPLITS, split_by_ratio, split_official
-from motionlab.pipelines.stages import CaptionStage, FinalSpec, ImageTokenStage, caption_batch, finalize, pose_tokens
+from motionlab.pipelines.stages import (
+    CaptionStage,
+    FinalSpec,
+    ImageTokenStage,
+    VideoTokenStage,
+    caption_batch,
+    finalize,
+    pose_tokens,
+)
 from motionlab.pipelines.video_samples import SampleSpec, videos_to_samples
 from motionlab.raycluster import cluster_gpus
 from motionlab.tokenizers.text import TextTokenizer, train_bpe
@@ -44,13 +52,14 @@ QUARANTINE = "quarantine.parquet"
 LIGHT_CPU = 0.25  # reads, writes and cheap stages: never let them starve an actor pool of CPUs
 DECODE_CPU = 0.75  # two decode tasks plus one model actor (0.5) fill a 2-CPU node without oversubscribing
 MODEL_CPU = 0.5
+FUSED_CPU = 0.875  # one fused actor per CPU, leaving a quarter CPU for the Parquet writer
 
 
 @dataclass(frozen=True)
 class PipelineSettings:
     """How the graph runs, as opposed to what it computes (that is the config)."""
 
-    chunk_videos: int = 128
+    chunk_videos: int = 256
     actors: int | None = None  # actor-pool size for stateful models; default from the config
     overwrite: bool = False
     fsq_steps: int = 300
@@ -100,13 +109,9 @@ def _whole_node_budget() -> Iterator[None]:
         ctx.op_resource_reservation_enabled = before
 
 
-def _stage_chunk(cfg: ExperimentConfig, spec: SampleSpec, rows: list[dict[str, str]], image_tok: Path,
-                 dest: Path, actors: int) -> None:
-    """Phase 1 for one chunk of videos, written to `dest` atomically."""
-    mods = _modalities(cfg)
-    gpus = cfg.resources.gpus_per_worker if cfg.resources.use_gpu and cluster_gpus() > 0 else 0.0
-    device = "cuda" if gpus > 0 else "cpu"
-    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+def _split_stages(cfg: ExperimentConfig, spec: SampleSpec, ds: ray.data.Dataset, mods: list[registry.Modality],
+                  image_tok: Path, actors: int, gpus: float, device: str) -> ray.data.Dataset:
+    """Decode in CPU tasks, the models (image tokenizer, BLIP) in actor pools that may hold GPUs."""
     # Decode, template captions and pose tokens share one resource shape, so Ray Data fuses them into
     # one task per video; only the models (image tokenizer, BLIP) run in actor pools.
     ds = ds.map_batches(videos_to_samples, fn_kwargs={"spec": spec}, num_cpus=DECODE_CPU, batch_size=1,
@@ -126,6 +131,33 @@ def _stage_chunk(cfg: ExperimentConfig, spec: SampleSpec, rows: list[dict[str, s
                             num_cpus=LIGHT_CPU if gpus else MODEL_CPU,
                             fn_constructor_kwargs={"kind": cfg.data.image_tokenizer, "path": str(image_tok),
                                                    "modalities": mods, "device": device})
+    return ds
+
+
+def _fused_stage(cfg: ExperimentConfig, spec: SampleSpec, ds: ray.data.Dataset, mods: list[registry.Modality],
+                 image_tok: Path) -> ray.data.Dataset:
+    """CPU only: a pool of one actor per whole CPU, each taking videos through their whole journey."""
+    has_images = any(m.kind is Kind.IMAGE for m in mods)
+    size = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return ds.map_batches(
+        VideoTokenStage, batch_size=1, num_cpus=FUSED_CPU, compute=ray.data.ActorPoolStrategy(size=size),
+        fn_constructor_kwargs={"spec": spec, "modalities": mods, "pose_bins": cfg.data.pose_bins,
+                               "canvas": cfg.data.image_size,
+                               "image_kind": cfg.data.image_tokenizer if has_images else None,
+                               "image_path": str(image_tok) if has_images else None})
+
+
+def _stage_chunk(cfg: ExperimentConfig, spec: SampleSpec, rows: list[dict[str, str]], image_tok: Path,
+                 dest: Path, actors: int) -> None:
+    """Phase 1 for one chunk of videos, written to `dest` atomically."""
+    mods = _modalities(cfg)
+    gpus = cfg.resources.gpus_per_worker if cfg.resources.use_gpu and cluster_gpus() > 0 else 0.0
+    device = "cuda" if gpus > 0 else "cpu"
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    if gpus == 0 and cfg.data.captioner == "template":
+        ds = _fused_stage(cfg, spec, ds, mods, image_tok)
+    else:
+        ds = _split_stages(cfg, spec, ds, mods, image_tok, actors, gpus, device)
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     ds.write_parquet(str(tmp), ray_remote_args={"num_cpus": LIGHT_CPU})

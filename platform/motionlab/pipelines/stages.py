@@ -139,3 +139,28 @@ def finalize(batch: Batch, spec: FinalSpec) -> pa.Table:
         columns[col] = pa.array(values.tolist() if isinstance(values, np.ndarray) else list(values))
     columns["reason"] = pa.array([str(r) for r in reasons], type=pa.string())
     return pa.table(columns)
+
+
+class VideoTokenStage:
+    """A video's whole journey (decode, template captions, pose and image tokens) inside one actor.
+
+    On CPU-only nodes this is one process per core, like a plain process pool: frames never cross the
+    object store and no third process competes for the cores (benchmarks/pipeline_throughput.py).
+    With GPUs the graph keeps decoding in CPU tasks and the image model in GPU actors instead.
+    """
+
+    def __init__(self, spec: Any, modalities: Sequence[Modality], image_kind: str | None, image_path: str | None,
+                 pose_bins: int, canvas: int) -> None:
+        from motionlab.pipelines.video_samples import videos_to_samples
+
+        self.decode = videos_to_samples
+        self.spec = spec
+        self.pose = {"modalities": modalities, "bins": pose_bins, "canvas": canvas}
+        self.images = ImageTokenStage(image_kind, image_path, modalities) if image_kind and image_path else None
+
+    def __call__(self, batch: Batch) -> Batch:
+        out = self.decode(batch, self.spec)  # columns of the videos' samples, or {} when there are none
+        if not out:
+            return out
+        out = pose_tokens(caption_batch(out, "template", None), **self.pose)
+        return self.images(out) if self.images is not None else out
