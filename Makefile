@@ -26,7 +26,7 @@ test: install
 	$(BIN)/python -m pytest -q tests
 
 bench: install
-	$(BIN)/python benchmarks/pipeline_throughput.py
+	$(BIN)/python benchmarks/pipeline_throughput.py --videos 192 --fsq-steps 30
 
 lint: install
 	$(BIN)/ruff check platform pipelines experiments benchmarks tests
