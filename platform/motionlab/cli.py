@@ -87,10 +87,10 @@ def cmd_train_image_tokenizer(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: generated data -> M4-tiny tokens."""
-    args.config, args.preset, args.overrides = "m4", "tiny", []
-    args.source = args.out = None
-    args.chunk_videos, args.actors, args.overwrite, args.num_cpus = 256, None, False, None
-    rc = cmd_prepare_penn(args)
+    # The prepare command's own defaults, so the demo never drifts from what users run.
+    prepare = build_parser().parse_args(["prepare", "penn-action", "--config", "m4", "--preset", "tiny"])
+    prepare.workspace = args.workspace
+    rc = cmd_prepare_penn(prepare)
     workspace = Workspace.resolve(args.workspace)
     print(f"tokens are in {workspace.tokens / 'm4-tiny'}: train/, eval/, test/, quarantine.parquet, manifest.json")
     return rc

@@ -39,6 +39,11 @@ def init_ray(
     return True
 
 
+def cluster_cpus() -> float:
+    """CPUs the cluster offers now."""
+    return float(ray.cluster_resources().get("CPU", 0.0))
+
+
 def cluster_gpus() -> float:
     """GPUs the cluster offers now (0 on a laptop)."""
     return float(ray.cluster_resources().get("GPU", 0.0))

@@ -43,12 +43,13 @@ from motionlab.pipelines.stages import (
     pose_tokens,
 )
 from motionlab.pipelines.video_samples import SampleSpec, videos_to_samples
-from motionlab.raycluster import cluster_gpus
+from motionlab.raycluster import cluster_cpus, cluster_gpus
 from motionlab.tokenizers.text import TextTokenizer, train_bpe
 from motionlab.workspace import Workspace
 
 MANIFEST = "manifest.json"
 QUARANTINE = "quarantine.parquet"
+TEXT_TOKENIZER = "text_tokenizer.json"
 LIGHT_CPU = 0.25  # reads, writes and cheap stages: never let them starve an actor pool of CPUs
 DECODE_CPU = 0.75  # two decode tasks plus one model actor (0.5) fill a 2-CPU node without oversubscribing
 MODEL_CPU = 0.5
@@ -111,9 +112,11 @@ def _whole_node_budget() -> Iterator[None]:
 
 def _split_stages(cfg: ExperimentConfig, spec: SampleSpec, ds: ray.data.Dataset, mods: list[registry.Modality],
                   image_tok: Path, actors: int, gpus: float, device: str) -> ray.data.Dataset:
-    """Decode in CPU tasks, the models (image tokenizer, BLIP) in actor pools that may hold GPUs."""
-    # Decode, template captions and pose tokens share one resource shape, so Ray Data fuses them into
-    # one task per video; only the models (image tokenizer, BLIP) run in actor pools.
+    """Decode in CPU tasks, the models (image tokenizer, BLIP) in actor pools that may hold GPUs.
+
+    Decode, template captions and pose tokens share one resource shape, so Ray Data fuses them into
+    one task per video.
+    """
     ds = ds.map_batches(videos_to_samples, fn_kwargs={"spec": spec}, num_cpus=DECODE_CPU, batch_size=1,
                         udf_modifying_row_count=True)
     caption_kwargs = {"kind": cfg.data.captioner, "path": cfg.data.captioner_path}
@@ -138,7 +141,7 @@ def _fused_stage(cfg: ExperimentConfig, spec: SampleSpec, ds: ray.data.Dataset, 
                  image_tok: Path) -> ray.data.Dataset:
     """CPU only: a pool of one actor per whole CPU, each taking videos through their whole journey."""
     has_images = any(m.kind is Kind.IMAGE for m in mods)
-    size = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = max(1, int(cluster_cpus()))
     return ds.map_batches(
         VideoTokenStage, batch_size=1, num_cpus=FUSED_CPU, compute=ray.data.ActorPoolStrategy(size=size),
         fn_constructor_kwargs={"spec": spec, "modalities": mods, "pose_bins": cfg.data.pose_bins,
@@ -173,11 +176,11 @@ def _text_tokenizer(cfg: ExperimentConfig, staged: ray.data.Dataset, out: Path,
         return None
     if cfg.data.text_tokenizer_path:
         tok = TextTokenizer.load(Path(cfg.data.text_tokenizer_path).expanduser())
-        return tok.save(out / "text_tokenizer.json")
+        return tok.save(out / TEXT_TOKENIZER)
     captions = [c for c in staged.unique("caption") if c]
-    tok = train_bpe(captions, cfg.data.text_vocab_size, out / "text_tokenizer.json")
+    tok = train_bpe(captions, cfg.data.text_vocab_size, out / TEXT_TOKENIZER)
     log(f"trained a byte-level BPE of {tok.vocab_size} tokens on {len(captions)} distinct captions")
-    return out / "text_tokenizer.json"
+    return out / TEXT_TOKENIZER
 
 
 def _write_outputs(final: ray.data.Dataset, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -156,11 +156,12 @@ class VideoTokenStage:
         self.decode = videos_to_samples
         self.spec = spec
         self.pose = {"modalities": modalities, "bins": pose_bins, "canvas": canvas}
+        self.captions = CaptionStage("template", None)
         self.images = ImageTokenStage(image_kind, image_path, modalities) if image_kind and image_path else None
 
     def __call__(self, batch: Batch) -> Batch:
         out = self.decode(batch, self.spec)  # columns of the videos' samples, or {} when there are none
         if not out:
             return out
-        out = pose_tokens(caption_batch(out, "template", None), **self.pose)
+        out = pose_tokens(self.captions(out), **self.pose)
         return self.images(out) if self.images is not None else out
