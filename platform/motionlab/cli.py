@@ -1,4 +1,4 @@
-"""`motionlab` command: config, synth, prepare, train, demo.
+"""`motionlab` command: config, synth, prepare, train, generate, demo.
 
 Every command works from nothing: what an earlier stage makes (generated data, a trained image
 tokenizer) is looked for in the workspace and made first, with one line saying so.
@@ -85,15 +85,59 @@ def cmd_train_image_tokenizer(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the embedded default: generated data -> M4-tiny tokens."""
-    # The prepare command's own defaults, so the demo never drifts from what users run.
-    prepare = build_parser().parse_args(["prepare", "penn-action", "--config", "m4", "--preset", "tiny"])
-    prepare.workspace = args.workspace
-    rc = cmd_prepare_penn(prepare)
+def prepared_data(args: argparse.Namespace, workspace: Workspace, cfg):
+    """The dataset a training reads: --data, or the workspace's tokens for this config, prepared first if absent."""
+    from motionlab.training.data import PreparedData
+
+    if args.data:
+        return PreparedData.open(Path(args.data), cfg)
+    out = _tokens_dir(workspace, cfg)
+    manifest = out / "manifest.json"
+    if not manifest.is_file() or json.loads(manifest.read_text()).get("status") != "complete":
+        print(f"no prepared {cfg.name}{'/' + cfg.preset if cfg.preset else ''} dataset in {out}; preparing it first")
+        from motionlab.pipelines.penn_action import prepare_penn_action
+
+        prepare_penn_action(default_penn_source(workspace), cfg, out, workspace)
+    return PreparedData.open(out, cfg)
+
+
+def cmd_train_multimodal(args: argparse.Namespace) -> int:
+    from motionlab.raycluster import init_ray
+    from motionlab.training.runner import TrainSettings, fit
+
+    workspace = Workspace.resolve(args.workspace).ensure()
+    cfg = _config(args)
+    init_ray(num_cpus=args.num_cpus)
+    data = prepared_data(args, workspace, cfg)
+    settings = TrainSettings(run_name=args.run_name, max_failures=args.max_failures, samples=args.samples,
+                             evaluate=not args.no_eval)
+    outcome = fit(cfg, data, workspace, settings)
+    print(f"run {outcome.run_name} finished at step {outcome.metrics.get('step')}: MLflow run {outcome.run_id} "
+          f"in {workspace.mlflow_uri}; checkpoint {outcome.checkpoint}")
+    print(ui_hint(workspace))
+    return 0
+
+
+def ui_hint(workspace: Workspace) -> str:
+    return (f"open the runs: `make ui` (or `mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "
+            f"{workspace.mlflow_uri}`), then http://127.0.0.1:5000")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from motionlab.generation.runs import generate_for_run
+
     workspace = Workspace.resolve(args.workspace)
-    print(f"tokens are in {workspace.tokens / 'm4-tiny'}: train/, eval/, test/, quarantine.parquet, manifest.json")
-    return rc
+    paths = generate_for_run(workspace.mlflow_uri, args.run, samples=args.samples)
+    print(f"logged {len(paths)} GIFs to run {args.run} (artifacts gifs/)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the embedded default: generated data -> M4-tiny tokens -> a tiny M4 training."""
+    # The commands' own defaults, so the demo never drifts from what users run.
+    train = build_parser().parse_args(["train", "multimodal", "--config", "m4", "--preset", "tiny"])
+    train.workspace = args.workspace
+    return cmd_train_multimodal(train)
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -144,7 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
     it.add_argument("--max-frames", type=int, default=2048)
     it.set_defaults(func=cmd_train_image_tokenizer)
 
-    demo = sub.add_parser("demo", help="generate data and prepare M4-tiny tokens")
+    tm = train.add_parser("multimodal", help="train a 4M variant on Ray Train, tracked in MLflow")
+    _add_config_args(tm)
+    tm.add_argument("--data", default=None,
+                    help="prepared tokens (default: the workspace's, prepared first when absent)")
+    tm.add_argument("--run-name", default=None,
+                    help="name of the run (default: variant plus time); an existing name resumes that run")
+    tm.add_argument("--max-failures", type=int, default=2, help="worker-group restarts from the last checkpoint")
+    tm.add_argument("--samples", type=int, default=8, help="generated samples logged as GIFs after training")
+    tm.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation and GIFs")
+    tm.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (ignored on a cluster)")
+    tm.set_defaults(func=cmd_train_multimodal)
+
+    gen = sub.add_parser("generate", help="MaskGIT roll-outs of a trained run, logged to it as GIFs")
+    gen.add_argument("--run", required=True, help="MLflow run id of a finished training")
+    gen.add_argument("--samples", type=int, default=8)
+    gen.set_defaults(func=cmd_generate)
+
+    demo = sub.add_parser("demo", help="generate data, prepare M4-tiny tokens, train and evaluate a tiny M4")
     demo.set_defaults(func=cmd_demo)
     return parser
 

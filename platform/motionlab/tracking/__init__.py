@@ -1,0 +1,1 @@
+"""Experiment tracking conventions and the figures that go with a run."""

@@ -1,0 +1,1 @@
+"""Per-worker training loops, schedules, checkpoints and evaluation."""

@@ -1,0 +1,111 @@
+"""Driver side of a 4M training: the MLflow run, the TorchTrainer, then evaluation and artifacts.
+
+A run is named once (variant plus time, or `--run-name`); the Ray Train run and the MLflow run share that
+name, so starting the same name again resumes both: Ray Train from its last checkpoint in the workspace,
+MLflow by appending to the run it finds through the `motionlab.run_name` tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from motionlab.config import ExperimentConfig
+from motionlab.tracking.runs import EXPERIMENT_MULTIMODAL, RunLogger, default_run_name, open_training_run
+from motionlab.training.data import PreparedData
+from motionlab.training.loop import LoopOptions, train_loop
+from motionlab.workspace import Workspace
+
+CHECKPOINTS_KEPT = 2
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a training runs (the config says what it learns)."""
+
+    run_name: str | None = None
+    experiment: str = EXPERIMENT_MULTIMODAL
+    max_failures: int = 2  # worker-group restarts from the last checkpoint before the run fails
+    local_mode: bool = False  # ScalingConfig(num_workers=0): the loop runs in this process (fast tests)
+    evaluate: bool = True
+    samples: int = 8  # generated samples (GIFs) after training
+    fail_at_step: int | None = None  # fault drill, see LoopOptions
+    fail_marker: str | None = None
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrainOutcome:
+    run_name: str
+    run_id: str
+    resumed: bool
+    checkpoint: Path
+    metrics: dict[str, Any]
+
+
+def scaling_config(cfg: ExperimentConfig, local_mode: bool = False) -> ray.train.ScalingConfig:
+    """Workers and their resources from the config's `resources` section."""
+    r = cfg.resources
+    if local_mode:
+        return ray.train.ScalingConfig(num_workers=0)
+    per_worker: dict[str, float] = {"CPU": r.cpus_per_worker}
+    if r.use_gpu:
+        per_worker["GPU"] = r.gpus_per_worker
+    return ray.train.ScalingConfig(num_workers=r.num_workers, use_gpu=r.use_gpu, resources_per_worker=per_worker)
+
+
+def split_datasets(cfg: ExperimentConfig, data: PreparedData) -> dict[str, ray.data.Dataset]:
+    """Train and eval splits as Ray Data datasets reading only the model's token columns."""
+    columns = list(cfg.modalities)
+    return {split: ray.data.read_parquet(str(data.split_dir(split)), columns=columns, num_cpus=0.25)
+            for split in ("train", "eval")}
+
+
+def fit(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
+        settings: TrainSettings = TrainSettings()) -> TrainOutcome:
+    """Train (or resume) one run; Ray must be initialised."""
+    uri = workspace.mlflow_uri
+    run_name = settings.run_name or default_run_name(cfg)
+    tags = {"data_manifest": data.digest, "data_dir": str(data.root), **settings.extra_tags}
+    run_id, resumed = open_training_run(uri, cfg, run_name, tags, experiment=settings.experiment)
+    print(f"{'resuming' if resumed else 'starting'} run {run_name} (MLflow run {run_id}, experiment "
+          f"{settings.experiment}, tracking {uri})")
+    opts = LoopOptions(mlflow_uri=uri, run_id=run_id, text_eos=data.text_eos(),
+                       fail_at_step=settings.fail_at_step, fail_marker=settings.fail_marker,
+                       keep_dir=str(workspace.ray_storage / run_name / "final") if settings.local_mode else None)
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"cfg": cfg, "opts": opts},
+        scaling_config=scaling_config(cfg, settings.local_mode),
+        datasets=split_datasets(cfg, data),
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        run_config=ray.train.RunConfig(
+            name=run_name,
+            storage_path=str(workspace.ray_storage),
+            failure_config=ray.train.FailureConfig(max_failures=settings.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+        ),
+    )
+    logger = RunLogger(uri, run_id)
+    try:
+        result = trainer.fit()
+    except Exception:
+        logger.client.set_terminated(run_id, status="FAILED")
+        raise
+    if result.checkpoint is None:
+        logger.client.set_terminated(run_id, status="FAILED")
+        raise RuntimeError(f"run {run_name} ended without a checkpoint; see the log above")
+    checkpoint = Path(opts.keep_dir) if opts.keep_dir else Path(result.checkpoint.path)
+    logger.tags({"checkpoint": str(checkpoint)})
+    outcome = TrainOutcome(run_name, run_id, resumed, checkpoint, dict(result.return_value or result.metrics or {}))
+    if settings.evaluate:
+        from motionlab.training.evaluation import finish_run
+
+        outcome.metrics.update(finish_run(cfg, data, checkpoint, uri, run_id, samples=settings.samples))
+    logger.client.set_terminated(run_id, status="FINISHED")
+    return outcome
