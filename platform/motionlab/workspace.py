@@ -39,6 +39,13 @@ class Workspace:
     def mlflow_uri(self) -> str:
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"
 
+    @property
+    def mlflow_artifacts(self) -> str | None:
+        """Artifact root for experiments created in the workspace's own store (a server decides its own)."""
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return None
+        return (self.root / "mlartifacts").as_uri()
+
     def ensure(self) -> Workspace:
         for sub in (self.data, self.tokenizers, self.tokens, self.ray_storage):
             sub.mkdir(parents=True, exist_ok=True)

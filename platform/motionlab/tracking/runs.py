@@ -7,16 +7,22 @@ the driver, a Ray Train worker or a Tune trial.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from motionlab.config import ExperimentConfig
+
+# Nothing leaves the machine unless the user configured it.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 EXPERIMENT_MULTIMODAL = "multimodal"
 RUN_NAME_TAG = "motionlab.run_name"  # the Ray Train run name: a restarted training finds its MLflow run by it
@@ -40,12 +46,13 @@ def default_run_name(cfg: ExperimentConfig) -> str:
     return f"{cfg.variant}{preset}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def experiment_id(client: MlflowClient, name: str) -> str:
+def experiment_id(client: MlflowClient, name: str, artifact_location: str | None = None) -> str:
+    """The experiment's id, created on first use; artifacts go to `artifact_location` (never the cwd's mlruns/)."""
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=artifact_location)
     except Exception:  # another process created it between the lookup and here
         found = client.get_experiment_by_name(name)
         if found is None:
@@ -69,6 +76,7 @@ def open_training_run(
     run_name: str,
     tags: Mapping[str, str],
     experiment: str = EXPERIMENT_MULTIMODAL,
+    artifact_location: str | None = None,
 ) -> tuple[str, bool]:
     """Create (or find, when resuming) the run; returns (run_id, resumed). Params are the whole resolved config."""
     client = MlflowClient(uri)
@@ -78,13 +86,25 @@ def open_training_run(
         return existing, True
     all_tags = {"variant": cfg.variant, "config": cfg.name, "preset": cfg.preset or "", RUN_NAME_TAG: run_name,
                 "git_commit": git_commit(), **tags}
-    run = client.create_run(experiment_id(client, experiment), run_name=run_name, tags=all_tags)
+    run = client.create_run(experiment_id(client, experiment, artifact_location), run_name=run_name, tags=all_tags)
     run_id = run.info.run_id
     params = [Param(k, v[:MAX_PARAM_CHARS]) for k, v in cfg.flatten().items()]
     for i in range(0, len(params), _BATCH):
         client.log_batch(run_id, params=params[i : i + _BATCH])
     client.log_text(run_id, cfg.to_yaml(), "config/resolved.yaml")
     return run_id, False
+
+
+@contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """The fluent API (log_model) on `uri`, then back: mlflow.set_tracking_uri also exports
+    MLFLOW_TRACKING_URI, which would silently send every later run of this process to the same store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)  # None unsets the variable again
 
 
 class RunLogger:

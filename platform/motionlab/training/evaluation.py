@@ -192,7 +192,7 @@ def finish_run(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, uri:
     state = read_state(checkpoint)
     metrics = evaluate_checkpoint(cfg, data, checkpoint)
     finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
-    from motionlab.tracking.runs import RunLogger
+    from motionlab.tracking.runs import RunLogger, using_tracking_uri
 
     RunLogger(uri, run_id).metrics(finite, state.step)
     print("test " + " | ".join(f"{k.removeprefix('test/')} {v:.4f}" for k, v in sorted(finite.items())))
@@ -202,8 +202,7 @@ def finish_run(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, uri:
             client.log_artifact(run_id, str(path), "plots")
         for path in write_sample_gifs(load_model(checkpoint), cfg, data, folder / "gifs", samples=samples):
             client.log_artifact(run_id, str(path), "gifs")
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=run_id):
+    with using_tracking_uri(uri), mlflow.start_run(run_id=run_id):
         # pickle: the pt2 default would trace forward() over a dict of tensors it needs an example for
         mlflow.pytorch.log_model(load_model(checkpoint), name="model", serialization_format="pickle",
                                  pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "motionlab"],

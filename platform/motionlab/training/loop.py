@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray.data
 import ray.train
 import torch
 
@@ -40,6 +41,7 @@ EVAL_SEED_OFFSET = 10_007  # evaluation masks differ from training masks but are
 LOG_LINES_PER_EVAL = 5  # log lines (and MLflow train points) between two evaluations
 SHUFFLE_BUFFER = 256
 CACHE_BUDGET_BYTES = 512 * 2**20
+FAULT_DRILL_WAIT_S = 5.0  # over two of Ray Train's 2 s controller polls
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -182,6 +184,8 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.data.seed)
+    # the log line carries training progress; per-epoch dataset bars would bury it
+    ray.data.DataContext.get_current().enable_progress_bars = False
 
     schedule = TokenSchedule.from_config(cfg)
     per_worker = max(1, cfg.batch_size // world)
@@ -220,11 +224,19 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     t_window, steps_window = time.perf_counter(), 0
     t_start, start_step = time.perf_counter(), step
     last: dict[str, float] = {}
+    if step == 0 and rank == 0:
+        # the untrained model's eval loss: the baseline every later evaluation is read against
+        initial = evaluate(raw_model, eval_shard, cfg, spec, opts, device, per_worker)
+        logger.metrics(initial, 0)
+        last.update(initial)
     model.train()
     while step < schedule.total_steps:
         if opts.fail_at_step is not None and step == opts.fail_at_step and rank == 0 and opts.fail_marker \
                 and not Path(opts.fail_marker).exists():
             Path(opts.fail_marker).write_text(f"killed at step {step}\n")
+            # the controller learns of a reported checkpoint at its next poll: let it, as a real crash rarely
+            # lands within one poll of a checkpoint
+            time.sleep(FAULT_DRILL_WAIT_S)
             print(f"fault drill: rank 0 exits at step {step}", flush=True)
             os._exit(17)
         lr = schedule.lr_at(step)
@@ -289,4 +301,4 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
                     ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
             else:
                 ray.train.report(report)
-    return {"step": step, "start_step": start_step, "tokens_seen": tokens_seen, **last}
+    return {"step": step, "start_step": start_step, "world_size": world, "tokens_seen": tokens_seen, **last}

@@ -72,7 +72,8 @@ def fit(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
     uri = workspace.mlflow_uri
     run_name = settings.run_name or default_run_name(cfg)
     tags = {"data_manifest": data.digest, "data_dir": str(data.root), **settings.extra_tags}
-    run_id, resumed = open_training_run(uri, cfg, run_name, tags, experiment=settings.experiment)
+    run_id, resumed = open_training_run(uri, cfg, run_name, tags, experiment=settings.experiment,
+                                        artifact_location=workspace.mlflow_artifacts)
     print(f"{'resuming' if resumed else 'starting'} run {run_name} (MLflow run {run_id}, experiment "
           f"{settings.experiment}, tracking {uri})")
     opts = LoopOptions(mlflow_uri=uri, run_id=run_id, text_eos=data.text_eos(),

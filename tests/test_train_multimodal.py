@@ -1,0 +1,180 @@
+"""4M training on a real local Ray: Ray Train workers, DDP over gloo, fault recovery, resume after a kill,
+and the MLflow run read back (tags, params, metric histories, artifacts, the logged model)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from motionlab.config import load_config
+from motionlab.pipelines.penn_action import PipelineSettings, prepare_penn_action
+from motionlab.tracking.runs import RUN_NAME_TAG, find_run
+from motionlab.training.checkpoint import MODEL_FILE, load_model_state, read_state
+from motionlab.training.data import PreparedData
+from motionlab.training.runner import TrainSettings, fit
+from motionlab.training.schedule import TokenSchedule
+from motionlab.workspace import Workspace
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+REPO = Path(__file__).resolve().parents[1]
+
+# Short schedules: 2048 tokens a step at the tiny preset (batch 16 x 128 tokens per sample).
+QUICK = ["total_tokens=0.05", "warmup_tokens=0.005", "eval_freq=0.02", "save_ckpt_freq=0.02"]
+
+
+@pytest.fixture(scope="module")
+def m4_data(ray_local, penn_source: Path, workspace: Workspace, fsq_steps: int, tmp_path_factory) -> PreparedData:
+    cfg = load_config("m4", preset="tiny")
+    out = tmp_path_factory.mktemp("train-m4") / "tokens"
+    prepare_penn_action(penn_source, cfg, out, workspace, PipelineSettings(fsq_steps=fsq_steps))
+    return PreparedData.open(out, cfg)
+
+
+@pytest.fixture(scope="module")
+def trained(m4_data: PreparedData, tmp_path_factory):
+    """One real training (one Ray Train worker) long enough for the eval loss to fall."""
+    ws = Workspace(tmp_path_factory.mktemp("ws-train")).ensure()
+    cfg = load_config("m4", preset="tiny", overrides=["total_tokens=0.6", "warmup_tokens=0.05", "eval_freq=0.1",
+                                                      "save_ckpt_freq=0.3"])
+    outcome = fit(cfg, m4_data, ws, TrainSettings(max_failures=0, samples=2))
+    return cfg, ws, outcome
+
+
+def test_training_learns_and_the_mlflow_run_holds_everything(trained, m4_data: PreparedData) -> None:
+    cfg, ws, outcome = trained
+    schedule = TokenSchedule.from_config(cfg)
+    assert outcome.metrics["step"] == schedule.total_steps == 293
+    client = MlflowClient(ws.mlflow_uri)
+    run = client.get_run(outcome.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == outcome.run_name
+    assert run.info.run_name.startswith("M4-tiny-")
+    assert client.get_experiment(run.info.experiment_id).name == "multimodal"
+    tags = run.data.tags
+    assert tags["variant"] == "M4" and tags["data_manifest"] == m4_data.digest and len(tags["git_commit"]) >= 7
+    # params: the whole resolved config, flattened
+    assert run.data.params["model.dim"] == "128" and run.data.params["lr"] == "0.002"
+    assert run.data.params["modalities"] == '["tok_rgb", "coords", "tok_rgb_next", "coords_next"]'
+    assert set(cfg.flatten()) <= set(run.data.params)
+
+    def history(key: str) -> list[float]:
+        return [m.value for m in sorted(client.get_metric_history(outcome.run_id, key), key=lambda m: m.step)]
+
+    for name in cfg.modalities:
+        assert len(history(f"train/loss_{name}")) >= 5
+        assert len(history(f"eval/loss_{name}")) == 7  # before training, then every 0.1M of 0.6M tokens
+        assert 0.0 <= history(f"eval/acc_{name}")[-1] <= 1.0
+    eval_loss = history("eval/loss")
+    assert eval_loss[-1] < eval_loss[0] - 1.0, eval_loss  # the eval loss falls from the untrained model's
+    assert history("tokens_seen")[-1] == schedule.total_steps * schedule.tokens_per_step
+    assert history("lr")[-1] == pytest.approx(cfg.min_lr, abs=1e-6)
+    assert min(history("tokens_per_s")) > 0
+    # test-split evaluation: the pose prediction metrics and their copy baselines
+    metrics = run.data.metrics
+    for key in ("test/loss_coords_next", "test/mpjpe_px_coords_next", "test/mpjpe_px_coords_next_copy",
+                "test/pck_coords_next", "test/ssim_tok_rgb_next", "test/ssim_tok_rgb_next_copy"):
+        assert np.isfinite(metrics[key]), key
+    artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
+    assert {"config", "plots", "gifs"} <= artifacts
+    assert {a.path for a in client.list_artifacts(outcome.run_id, "plots")} == {"plots/train_loss.png",
+                                                                               "plots/eval_loss.png"}
+    gifs = [a.path for a in client.list_artifacts(outcome.run_id, "gifs")]
+    assert "gifs/rollout_00_pose.gif" in gifs and "gifs/rollout_00_frames.gif" in gifs
+    # artifacts land in the workspace, never in the working directory's mlruns/
+    assert (ws.root / "mlartifacts").is_dir()
+    models = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{outcome.run_id}'")
+    assert [m.name for m in models] == ["model"]
+
+
+def test_final_checkpoint_loads_with_weights_only(trained) -> None:
+    cfg, _, outcome = trained
+    state = read_state(outcome.checkpoint)
+    assert state.step == 293 and state.model_config["dim"] == 128
+    weights = load_model_state(outcome.checkpoint)  # torch.load(weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in weights.values())
+    assert (outcome.checkpoint / MODEL_FILE).stat().st_size > 100_000
+
+
+def test_generate_command_logs_gifs_to_the_run(trained) -> None:
+    _, ws, outcome = trained
+    proc = subprocess.run([sys.executable, "-m", "motionlab.cli", "--workspace", str(ws.root), "generate", "--run",
+                           outcome.run_id, "--samples", "1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "logged 2 GIFs" in proc.stdout
+    client = MlflowClient(ws.mlflow_uri)
+    gifs = [a.path for a in client.list_artifacts(outcome.run_id, "gifs")]
+    # the training logged two samples; the command logged sample 0 again under the same two names
+    assert sorted(gifs) == ["gifs/rollout_00_frames.gif", "gifs/rollout_00_pose.gif", "gifs/rollout_01_frames.gif",
+                            "gifs/rollout_01_pose.gif"]
+
+
+def test_local_mode_runs_the_loop_in_process(m4_data: PreparedData, tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws").ensure()
+    cfg = load_config("m4", preset="tiny", overrides=QUICK)
+    outcome = fit(cfg, m4_data, ws, TrainSettings(local_mode=True, evaluate=False, max_failures=0))
+    assert outcome.metrics["step"] == TokenSchedule.from_config(cfg).total_steps == 25
+    assert read_state(outcome.checkpoint).step == 25
+
+
+def test_two_workers_ddp_over_gloo(m4_data: PreparedData, tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws").ensure()
+    cfg = load_config("m4", preset="tiny", overrides=[*QUICK, "resources.num_workers=2",
+                                                      "resources.cpus_per_worker=0.5"])
+    outcome = fit(cfg, m4_data, ws, TrainSettings(evaluate=False, max_failures=0))
+    assert outcome.metrics["step"] == 25 and outcome.metrics["world_size"] == 2
+    assert np.isfinite(outcome.metrics["train/loss"])
+
+
+def test_killed_worker_recovers_from_its_last_checkpoint(m4_data: PreparedData, tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws").ensure()
+    cfg = load_config("m4", preset="tiny", overrides=QUICK)  # checkpoints at steps 10, 20, 25
+    marker = tmp_path / "killed"
+    outcome = fit(cfg, m4_data, ws, TrainSettings(evaluate=False, max_failures=1, fail_at_step=15,
+                                                  fail_marker=str(marker)))
+    assert marker.read_text() == "killed at step 15\n"
+    # the restarted worker group began at the checkpoint of step 10, not at 0, and finished the schedule
+    assert outcome.metrics["start_step"] == 10 and outcome.metrics["step"] == 25
+
+
+def _checkpoints(ws: Path, run: str) -> list[Path]:
+    return sorted((ws / "ray" / run).glob("checkpoint_*"))
+
+
+def test_resume_after_the_process_is_killed(m4_data: PreparedData, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    env = {**os.environ, "MOTIONLAB_WORKSPACE": str(ws), "PYTHONUNBUFFERED": "1"}
+    args = [sys.executable, str(REPO / "experiments" / "train_multimodal.py"), "--config", "m4", "--preset", "tiny",
+            "--data", str(m4_data.root), "--run-name", "resume-me", "--no-eval", "--num-cpus", "2",
+            "total_tokens=0.2", "save_ckpt_freq=0.04", "eval_freq=0.1"]  # 98 steps, a checkpoint every 20
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not _checkpoints(ws, "resume-me") and first.poll() is None:
+        time.sleep(0.5)
+    assert _checkpoints(ws, "resume-me"), (tmp_path / "first.log").read_text()[-3000:]
+    os.killpg(first.pid, signal.SIGKILL)  # the driver, its Ray and the worker, mid-run
+    first.wait(timeout=60)
+    done = read_state(_checkpoints(ws, "resume-me")[-1]).step
+    assert 0 < done < 98
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    out = second.stdout + second.stderr
+    resumed_at = int(out.split("resuming from step ")[1].split()[0])
+    # the last checkpoint the controller registered before the kill (the newest one on disk, or the one before)
+    assert 0 < resumed_at <= done and resumed_at % 20 == 0
+    assert "finished at step 98" in second.stdout
+    client = MlflowClient(Workspace(ws).mlflow_uri)
+    run_id = find_run(client, "multimodal", "resume-me")
+    runs = client.search_runs([client.get_experiment_by_name("multimodal").experiment_id])
+    assert [r.data.tags[RUN_NAME_TAG] for r in runs] == ["resume-me"]  # the same MLflow run, not a second one
+    assert client.get_run(run_id).info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run_id, "tokens_seen")]
+    assert max(steps) == 98 and min(steps) < resumed_at  # one history across both processes
