@@ -8,7 +8,7 @@ WORKSPACE ?= $(CURDIR)/workspace
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_AUTH_MODE := disabled
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench ui lint clean
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/pipeline_throughput.py --videos 192 --fsq-steps 30
+	$(BIN)/python benchmarks/train_throughput.py
+
+# The MLflow UI over the workspace's runs, on loopback only: http://127.0.0.1:5000
+ui: install
+	$(BIN)/mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(WORKSPACE)/mlflow.db
 
 lint: install
 	$(BIN)/ruff check platform pipelines experiments benchmarks tests

@@ -218,8 +218,9 @@ def main() -> None:
         n_train = len(rows[columns[0]])
 
         best, median = matmul_peak(args.matmul_size, args.matmul_reps)
-        print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-              f"fp32 matmul {args.matmul_size}^2 peak {best:.1f} GFLOP/s (median {median:.1f})")
+        print(f"machine: {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads; fp32 matmul {args.matmul_size}^2 peak {best:.1f} GFLOP/s "
+              f"(median {median:.1f})")
         print(f"data: {data.root} ({n_train} train samples; {tiny.name}/{tiny.preset} layout: lengths "
               f"{list(tiny.max_seq_lens)}, inputs {list(tiny.input_tokens_range)}, "
               f"targets {list(tiny.target_tokens_range)}, {tiny.num_tokens_per_sample} schedule tokens/sample)")

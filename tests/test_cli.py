@@ -56,3 +56,24 @@ def test_short_image_tokenizer_run_does_not_break_the_schedule(penn_source: Path
                      "--out", str(tmp_path / "fsq"), "--steps", "5", "--max-frames", "32")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "fsq" / "model.pt").exists()
+
+
+def test_train_multimodal_names_a_folder_that_is_not_a_prepared_dataset(tmp_path: Path) -> None:
+    proc = motionlab("--workspace", str(tmp_path / "ws"), "train", "multimodal", "--config", "m4", "--preset", "tiny",
+                     "--data", str(tmp_path))
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert f"{tmp_path.resolve()}: manifest.json: missing" in line and "fix: run `motionlab prepare" in line
+
+
+def test_generate_refuses_a_run_that_never_finished_training(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from motionlab.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    client = MlflowClient(f"sqlite:///{ws.root / 'mlflow.db'}")
+    run = client.create_run(client.create_experiment("multimodal", artifact_location=ws.mlflow_artifacts))
+    proc = motionlab("--workspace", str(ws.root), "generate", "--run", run.info.run_id)
+    assert proc.returncode == 2
+    assert "lacks checkpoint, data_dir" in proc.stderr and "fix:" in proc.stderr

@@ -178,3 +178,15 @@ def test_resume_after_the_process_is_killed(m4_data: PreparedData, tmp_path: Pat
     assert client.get_run(run_id).info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run_id, "tokens_seen")]
     assert max(steps) == 98 and min(steps) < resumed_at  # one history across both processes
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_mixed_precision_trains(dtype: str, m4_data: PreparedData, tmp_path: Path) -> None:
+    """bf16 autocast, and fp16 with a grad scaler (its state goes into the checkpoint)."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    cfg = load_config("m4", preset="tiny", overrides=["total_tokens=0.01", "warmup_tokens=0", "eval_freq=0.01",
+                                                      "save_ckpt_freq=0.01", f"dtype={dtype}"])
+    outcome = fit(cfg, m4_data, ws, TrainSettings(local_mode=True, evaluate=False, max_failures=0))
+    assert outcome.metrics["step"] == 5 and np.isfinite(outcome.metrics["train/loss"])
+    trainer_state = torch.load(outcome.checkpoint / "trainer.pt", weights_only=True)
+    assert ("scaler" in trainer_state) == (dtype == "fp16")

@@ -40,13 +40,28 @@ def few_steps(name: str) -> list[str]:
     return [f"total_tokens={millions}", "warmup_tokens=0", f"eval_freq={millions}", f"save_ckpt_freq={millions}"]
 
 
+@pytest.fixture(scope="module")
+def tokens(ray_local, small_source: Path, workspace: Workspace, fsq_steps: int, tmp_path_factory):
+    """Prepared datasets by config, each prepared once: M1 trains on M2's tokens (its modalities, lengths and
+    vocabularies are a subset of M2's) and M4 on M3's (the same layout), as a user may point --data at them."""
+    made: dict[str, PreparedData] = {}
+
+    def get(name: str) -> PreparedData:
+        source_cfg = {"m1": "m2", "m4": "m3"}.get(name, name)
+        if source_cfg not in made:
+            out = tmp_path_factory.mktemp(f"tokens-{source_cfg}")
+            prepare_penn_action(small_source, load_config(source_cfg, preset="tiny"), out, workspace,
+                                PipelineSettings(fsq_steps=fsq_steps))
+            made[source_cfg] = out
+        return PreparedData.open(made[source_cfg], load_config(name, preset="tiny"))
+
+    return get
+
+
 @pytest.mark.parametrize("name", ["m1", "m2", "m3", "m4"])
-def test_variant_trains_evaluates_and_draws(name: str, ray_local, small_source: Path, workspace: Workspace,
-                                            fsq_steps: int, tmp_path: Path) -> None:
+def test_variant_trains_evaluates_and_draws(name: str, tokens, tmp_path: Path) -> None:
     cfg = load_config(name, preset="tiny", overrides=few_steps(name))
-    out = tmp_path / "tokens"
-    prepare_penn_action(small_source, cfg, out, workspace, PipelineSettings(fsq_steps=fsq_steps))
-    data = PreparedData.open(out, cfg)
+    data = tokens(name)
     ws = Workspace(tmp_path / "ws").ensure()
     outcome = fit(cfg, data, ws, TrainSettings(local_mode=True, max_failures=0, samples=1))
     assert outcome.metrics["step"] == STEPS

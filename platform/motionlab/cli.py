@@ -107,6 +107,8 @@ def cmd_train_multimodal(args: argparse.Namespace) -> int:
 
     workspace = Workspace.resolve(args.workspace).ensure()
     cfg = _config(args)
+    if args.data:  # a wrong --data fails before Ray starts
+        prepared_data(args, workspace, cfg)
     init_ray(num_cpus=args.num_cpus)
     data = prepared_data(args, workspace, cfg)
     settings = TrainSettings(run_name=args.run_name, max_failures=args.max_failures, samples=args.samples,
