@@ -47,6 +47,7 @@ from motionlab.models.fourm import FourM, FourMConfig
 from motionlab.raycluster import init_ray
 from motionlab.training.data import PreparedData, token_arrays
 from motionlab.training.loop import CACHE_BUDGET_BYTES, EpochCache, LossModule, autocast, build_optimizer, masked_batch
+from motionlab.training.runner import split_datasets
 from motionlab.training.schedule import TokenSchedule
 from motionlab.workspace import Workspace
 
@@ -137,8 +138,7 @@ def time_trainer(name: str, cfg: ExperimentConfig, rows: dict[str, np.ndarray], 
               steps * schedule.tokens_per_step / elapsed, (real_in + real_tgt) / elapsed, gflops,
               gflops / peak_gflops)
     slots_in, slots_tgt = steps * batch * spec.num_input, steps * batch * spec.num_target
-    info = {"params": float(model.num_params()), "pad_in": 1 - real_in / slots_in, "pad_tgt": 1 - real_tgt / slots_tgt,
-            "target_tokens_per_s": real_tgt / elapsed}
+    info = {"params": float(model.num_params()), "pad_in": 1 - real_in / slots_in, "pad_tgt": 1 - real_tgt / slots_tgt}
     return row, info
 
 
@@ -151,9 +151,8 @@ def time_loader(cfg: ExperimentConfig, data: PreparedData, eos: int | None, batc
     """
     spec = MaskingSpec.from_config(cfg)
     columns = list(cfg.modalities)
-    schedule = TokenSchedule.from_config(cfg, global_batch=batch)
     t = time.perf_counter()
-    shard = ray.data.read_parquet(str(data.split_dir("train")), columns=columns, num_cpus=0.25)  # as the runner
+    shard = split_datasets(cfg, data)["train"]  # exactly as the runner hands it to Ray Train
     cache = EpochCache(shard, batch, cfg.data.seed, columns, budget_bytes=CACHE_BUDGET_BYTES if cached else 0)
     samples, steps, real = 0, 0, 0
     batches = iter(cache)
@@ -166,7 +165,8 @@ def time_loader(cfg: ExperimentConfig, data: PreparedData, eos: int | None, batc
     elapsed = time.perf_counter() - t
     batches.close()  # type: ignore[attr-defined]
     label = "loader cached" if cached else "loader stream"
-    return Row(label, batch, elapsed / steps, samples / elapsed, steps * schedule.tokens_per_step / elapsed,
+    # an epoch's last batch may be short: schedule tokens are counted per sample, not per step
+    return Row(label, batch, elapsed / steps, samples / elapsed, samples * cfg.num_tokens_per_sample / elapsed,
                real / elapsed)
 
 

@@ -62,7 +62,7 @@ def scaling_config(cfg: ExperimentConfig, local_mode: bool = False) -> ray.train
 def split_datasets(cfg: ExperimentConfig, data: PreparedData) -> dict[str, ray.data.Dataset]:
     """Train and eval splits as Ray Data datasets reading only the model's token columns."""
     columns = list(cfg.modalities)
-    return {split: ray.data.read_parquet(str(data.split_dir(split)), columns=columns, num_cpus=0.25)
+    return {split: ray.data.read_parquet(str(data.split_dir(split)), num_cpus=0.25).select_columns(columns)
             for split in ("train", "eval")}
 
 
