@@ -85,6 +85,11 @@ def cmd_train_image_tokenizer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _complete_with(manifest: Path, data_fingerprint: str) -> bool:
+    meta = json.loads(manifest.read_text())
+    return meta.get("status") == "complete" and str(meta.get("fingerprint", "")).startswith(data_fingerprint + "-")
+
+
 def prepared_data(args: argparse.Namespace, workspace: Workspace, cfg):
     """The dataset a training reads: --data, or the workspace's tokens for this config, prepared first if absent."""
     from motionlab.training.data import PreparedData
@@ -93,6 +98,13 @@ def prepared_data(args: argparse.Namespace, workspace: Workspace, cfg):
         return PreparedData.open(Path(args.data), cfg)
     out = _tokens_dir(workspace, cfg)
     manifest = out / "manifest.json"
+    if not manifest.is_file():
+        # another preset with the same data section (tiny and smoke) already made these tokens
+        same = [m.parent for m in sorted(workspace.tokens.glob("*/manifest.json"))
+                if _complete_with(m, cfg.fingerprint("data"))]
+        if same:
+            print(f"using {same[0]}: prepared with the same data settings")
+            return PreparedData.open(same[0], cfg)
     if not manifest.is_file() or json.loads(manifest.read_text()).get("status") != "complete":
         print(f"no prepared {cfg.name}{'/' + cfg.preset if cfg.preset else ''} dataset in {out}; preparing it first")
         from motionlab.pipelines.penn_action import prepare_penn_action
@@ -131,6 +143,50 @@ def cmd_generate(args: argparse.Namespace) -> int:
     workspace = Workspace.resolve(args.workspace)
     paths = generate_for_run(workspace.mlflow_uri, args.run, samples=args.samples)
     print(f"logged {len(paths)} GIFs to run {args.run} (artifacts gifs/)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """One HTML page comparing the experiment's variants, sweeps and samples; opens anywhere (all embedded)."""
+    from motionlab.tracking.report import ReportError, write_report
+
+    workspace = Workspace.resolve(args.workspace)
+    out = Path(args.out) if args.out else workspace.root / "reports" / f"{args.experiment}.html"
+    try:
+        print(write_report(workspace.mlflow_uri, out, experiment=args.experiment))
+    except ReportError as err:
+        print(f"motionlab: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+SMOKE_SAMPLES = 4  # trials of the smoke sweep: within 10 minutes on 2 cores
+DEFAULT_SAMPLES = 8
+
+
+def cmd_sweep_alphas(args: argparse.Namespace) -> int:
+    from motionlab.raycluster import init_ray
+    from motionlab.tuning.space import SearchSpace
+    from motionlab.tuning.sweep import SweepSettings, run_sweep
+
+    workspace = Workspace.resolve(args.workspace).ensure()
+    args.config = args.config or args.variant
+    cfg = _config(args)
+    if args.data:
+        prepared_data(args, workspace, cfg)
+    # Tune stops Train runs early; Train cleans their placement groups up through the dashboard's State API
+    init_ray(num_cpus=args.num_cpus, include_dashboard=True)
+    data = prepared_data(args, workspace, cfg)
+    samples = args.num_samples or (SMOKE_SAMPLES if cfg.preset == "smoke" else DEFAULT_SAMPLES)
+    space = SearchSpace(alpha_range=tuple(args.alpha_range),
+                        lr_range=tuple(args.lr_range) if args.lr_range else None)
+    settings = SweepSettings(name=args.name, num_samples=samples, max_concurrent=args.max_concurrent,
+                             seed=args.seed, search=args.search, scheduler=args.scheduler, space=space,
+                             resume=args.resume)
+    outcome = run_sweep(cfg, data, workspace, settings)
+    print(f"sweep {outcome.name}: {outcome.trials} trials ({outcome.errored} failed), best eval/loss "
+          f"{outcome.best_loss:.4f}; best config {outcome.best_config}; MLflow parent run {outcome.parent_run_id}")
+    print(ui_hint(workspace))
     return 0
 
 
@@ -207,9 +263,46 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--samples", type=int, default=8)
     gen.set_defaults(func=cmd_generate)
 
+    rep = sub.add_parser("report", help="write one self-contained HTML page comparing an experiment's runs")
+    rep.add_argument("--experiment", default="multimodal", help="MLflow experiment name")
+    rep.add_argument("--out", default=None, help="HTML file (default: <workspace>/reports/<experiment>.html)")
+    rep.set_defaults(func=cmd_report)
+
+    sweep = sub.add_parser("sweep", help="hyperparameter sweeps with Ray Tune and Optuna").add_subparsers(
+        dest="what", required=True)
+    sa = sweep.add_parser("alphas", help="Dirichlet alphas and learning rate of a 4M variant")
+    sa.add_argument("--variant", default="m4", help="base config: m1..m4 (or --config PATH)")
+    sa.add_argument("--config", default=None, help="config stem or path (overrides --variant)")
+    sa.add_argument("--preset", default=None, help="e.g. tiny, or smoke (a sweep that ends within minutes)")
+    sa.add_argument("overrides", nargs="*", help="key=value overrides of the base config")
+    sa.add_argument("--data", default=None, help="prepared tokens (default: the workspace's, prepared first)")
+    sa.add_argument("--name", default=None, help="sweep name (default: sweep-<variant>-<time>)")
+    sa.add_argument("--resume", action="store_true", help="continue the sweep of this --name where it stopped")
+    sa.add_argument("--num-samples", type=int, default=None,
+                    help=f"trials (default {DEFAULT_SAMPLES}; {SMOKE_SAMPLES} with --preset smoke)")
+    sa.add_argument("--max-concurrent", type=int, default=1, help="trials at once")
+    sa.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
+    sa.add_argument("--search", choices=["tpe", "random"], default="tpe")
+    sa.add_argument("--scheduler", choices=["asha", "fifo"], default="asha")
+    sa.add_argument("--alpha-range", type=float, nargs=2, default=[0.1, 10.0], metavar=("LOW", "HIGH"))
+    sa.add_argument("--lr-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                    help="default: a decade either side of the config's lr")
+    sa.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (ignored on a cluster)")
+    sa.set_defaults(func=cmd_sweep_alphas)
+
     demo = sub.add_parser("demo", help="generate data, prepare M4-tiny tokens, train and evaluate a tiny M4")
     demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def _workspace_first(argv: list[str]) -> list[str]:
+    """`--workspace DIR` is accepted anywhere (entry scripts put their own arguments first)."""
+    for i, arg in enumerate(argv):
+        if arg == "--workspace" and i + 1 < len(argv):
+            return [arg, argv[i + 1], *argv[:i], *argv[i + 2 :]]
+        if arg.startswith("--workspace="):
+            return [arg, *argv[:i], *argv[i + 1 :]]
+    return argv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from motionlab.datasets.penn_action import PennActionError
 
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(_workspace_first(list(sys.argv[1:] if argv is None else argv)))
     # argparse cannot take positionals after options; key=value overrides may stand anywhere.
     if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides = [*args.overrides, *extra]

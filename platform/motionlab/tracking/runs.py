@@ -26,6 +26,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 EXPERIMENT_MULTIMODAL = "multimodal"
 RUN_NAME_TAG = "motionlab.run_name"  # the Ray Train run name: a restarted training finds its MLflow run by it
+KIND_TAG = "motionlab.kind"  # "train" (a training), "sweep" (a sweep's parent run) or "trial" (a sweep's child)
+SWEEP_TAG = "motionlab.sweep"  # the sweep's name, on its parent and every child run
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag: the UI folds trials under their sweep
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 _BATCH = 100  # MLflow accepts at most 100 params per log_batch call
 
@@ -85,7 +88,7 @@ def open_training_run(
         client.update_run(existing, status="RUNNING")
         return existing, True
     all_tags = {"variant": cfg.variant, "config": cfg.name, "preset": cfg.preset or "", RUN_NAME_TAG: run_name,
-                "git_commit": git_commit(), **tags}
+                KIND_TAG: "train", "git_commit": git_commit(), **tags}
     run = client.create_run(experiment_id(client, experiment, artifact_location), run_name=run_name, tags=all_tags)
     run_id = run.info.run_id
     params = [Param(k, v[:MAX_PARAM_CHARS]) for k, v in cfg.flatten().items()]

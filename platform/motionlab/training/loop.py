@@ -55,6 +55,7 @@ class LoopOptions:
     fail_at_step: int | None = None  # fault drill: rank 0 dies once at this step (marker file below)
     fail_marker: str | None = None
     keep_dir: str | None = None  # local mode persists no checkpoint: the final one is copied here
+    poison_at_step: int | None = None  # fault drill: the loss turns NaN from this step on (a diverging run)
 
 
 class LossModule(torch.nn.Module):
@@ -143,14 +144,19 @@ class EpochCache:
 
 
 @torch.no_grad()
-def evaluate(model: FourM, shard: Any, cfg: ExperimentConfig, spec: MaskingSpec, opts: LoopOptions,
-             device: torch.device, batch_size: int) -> dict[str, float]:
+def eval_batches(shard: Any, columns: list[str], batch_size: int) -> list[dict[str, np.ndarray]]:
+    """The eval split as token arrays, read once: every evaluation then sees the same rows in the same order."""
+    return [token_arrays(b, columns) for b in shard.iter_batches(batch_size=batch_size, batch_format="numpy")]
+
+
+def evaluate(model: FourM, batches: list[dict[str, np.ndarray]], cfg: ExperimentConfig, spec: MaskingSpec,
+             opts: LoopOptions, device: torch.device) -> dict[str, float]:
     """Eval-split loss and token accuracy per modality under fixed masks, weighted by target counts."""
     was_training = model.training
     model.eval()
     rng = np.random.default_rng(cfg.data.seed + EVAL_SEED_OFFSET)
     sums: dict[str, list[float]] = {}
-    for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
+    for batch in batches:
         tensors = masked_batch(batch, cfg, spec, rng, opts.text_eos, device)
         with autocast(cfg, device):
             _, losses, accs = model.compute_loss(tensors)
@@ -184,8 +190,6 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.data.seed)
-    # the log line carries training progress; per-epoch dataset bars would bury it
-    ray.data.DataContext.get_current().enable_progress_bars = False
 
     schedule = TokenSchedule.from_config(cfg)
     per_worker = max(1, cfg.batch_size // world)
@@ -218,7 +222,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     log_every = max(1, schedule.eval_every // LOG_LINES_PER_EVAL)
 
     train_shard = ray.train.get_dataset_shard("train")
-    eval_shard = ray.train.get_dataset_shard("eval")
+    eval_rows = eval_batches(ray.train.get_dataset_shard("eval"), list(cfg.modalities), per_worker) if rank == 0 else []
     batches = iter(EpochCache(train_shard, per_worker, cfg.data.seed + rank, list(cfg.modalities)))
     window_loss: dict[str, list[float]] = {}
     t_window, steps_window = time.perf_counter(), 0
@@ -226,7 +230,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     last: dict[str, float] = {}
     if step == 0 and rank == 0:
         # the untrained model's eval loss: the baseline every later evaluation is read against
-        initial = evaluate(raw_model, eval_shard, cfg, spec, opts, device, per_worker)
+        initial = evaluate(raw_model, eval_rows, cfg, spec, opts, device)
         logger.metrics(initial, 0)
         last.update(initial)
     model.train()
@@ -246,6 +250,11 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
         tensors = masked_batch(next(batches), cfg, spec, rng, opts.text_eos, device)
         with autocast(cfg, device):
             loss, losses, _ = model(tensors)
+        if opts.poison_at_step is not None and step >= opts.poison_at_step:
+            loss = loss * float("nan")
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):  # before the update, so the last checkpoint's weights stay sane
+            raise FloatingPointError(f"train loss is {loss_value} at step {step}; lower lr or use fp32")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -259,9 +268,6 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
             scaler.update()
         else:
             optimizer.step()
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"train loss is {loss_value} at step {step}; lower lr or use fp32")
         step += 1
         tokens_seen += schedule.tokens_per_step
         steps_window += 1
@@ -284,7 +290,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
         due_eval = schedule.is_due(step - 1, schedule.eval_every)
         due_ckpt = schedule.is_due(step - 1, schedule.ckpt_every)
         if due_eval and rank == 0:
-            metrics.update(evaluate(raw_model, eval_shard, cfg, spec, opts, device, per_worker))
+            metrics.update(evaluate(raw_model, eval_rows, cfg, spec, opts, device))
             print("eval " + " | ".join(f"{k.removeprefix('eval/')} {v:.4f}" for k, v in metrics.items()
                                        if k.startswith("eval/")), flush=True)
         if metrics:

@@ -22,6 +22,7 @@ from motionlab.training.loop import LoopOptions, train_loop
 from motionlab.workspace import Workspace
 
 CHECKPOINTS_KEPT = 2
+LIGHT_CPU = 0.25  # Parquet read tasks: a fraction, so they never wait behind the training workers
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,33 @@ def scaling_config(cfg: ExperimentConfig, local_mode: bool = False) -> ray.train
 def split_datasets(cfg: ExperimentConfig, data: PreparedData) -> dict[str, ray.data.Dataset]:
     """Train and eval splits as Ray Data datasets reading only the model's token columns."""
     columns = list(cfg.modalities)
-    return {split: ray.data.read_parquet(str(data.split_dir(split)), num_cpus=0.25).select_columns(columns)
-            for split in ("train", "eval")}
+    # the training log line carries progress; per-epoch dataset bars in every worker would bury it
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    splits = {split: ray.data.read_parquet(str(data.split_dir(split)), num_cpus=LIGHT_CPU).select_columns(columns)
+              for split in ("train", "eval")}
+    # the eval split is small and read whole by rank 0: materialised here, no read task ever competes with
+    # the train split's stream for the CPUs Ray Data is left with beside the workers
+    splits["eval"] = splits["eval"].materialize()
+    return splits
+
+
+def build_trainer(cfg: ExperimentConfig, data: PreparedData, opts: LoopOptions, run_name: str, storage: Path,
+                  max_failures: int, local_mode: bool = False, callbacks: list | None = None) -> TorchTrainer:
+    """The TorchTrainer of one run; the same `(storage, run_name)` resumes from that run's last checkpoint."""
+    return TorchTrainer(
+        train_loop,
+        train_loop_config={"cfg": cfg, "opts": opts},
+        scaling_config=scaling_config(cfg, local_mode),
+        datasets=split_datasets(cfg, data),
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        run_config=ray.train.RunConfig(
+            name=run_name,
+            storage_path=str(storage),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            callbacks=callbacks or [],
+        ),
+    )
 
 
 def fit(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
@@ -79,19 +105,8 @@ def fit(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
     opts = LoopOptions(mlflow_uri=uri, run_id=run_id, text_eos=data.text_eos(),
                        fail_at_step=settings.fail_at_step, fail_marker=settings.fail_marker,
                        keep_dir=str(workspace.ray_storage / run_name / "final") if settings.local_mode else None)
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"cfg": cfg, "opts": opts},
-        scaling_config=scaling_config(cfg, settings.local_mode),
-        datasets=split_datasets(cfg, data),
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
-        run_config=ray.train.RunConfig(
-            name=run_name,
-            storage_path=str(workspace.ray_storage),
-            failure_config=ray.train.FailureConfig(max_failures=settings.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-        ),
-    )
+    trainer = build_trainer(cfg, data, opts, run_name, workspace.ray_storage, settings.max_failures,
+                            settings.local_mode)
     logger = RunLogger(uri, run_id)
     try:
         result = trainer.fit()

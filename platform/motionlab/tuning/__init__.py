@@ -1,0 +1,1 @@
+"""Sweeps: search spaces, Tune trials that run TorchTrainers, one MLflow child run per trial."""

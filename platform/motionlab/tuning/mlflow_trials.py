@@ -1,0 +1,71 @@
+"""One MLflow child run per Tune trial, written from the Tune driver only (one writer, even on SQLite).
+
+Ray's `MLflowLoggerCallback` opens a fresh run whenever a trial starts, so a sweep resumed after its driver
+was killed would log a restarted trial twice. Here a trial's run is found again by its name tag
+(`<sweep>-<trial id>`), so a resumed sweep keeps exactly one child run per trial.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+
+from motionlab.config import ExperimentConfig
+from motionlab.tracking.runs import KIND_TAG, PARENT_TAG, SWEEP_TAG, RunLogger, open_training_run
+from motionlab.tuning.space import trial_config
+
+LOGGED_PREFIXES = ("train/", "eval/")
+LOGGED_KEYS = ("lr", "tokens_seen", "tokens_per_s")
+FAILURE_TAG = "motionlab.failure"
+STOPPED_TAG = "motionlab.stopped_early"
+
+
+def trial_run_name(sweep: str, trial_id: str) -> str:
+    return f"{sweep}-{trial_id}"
+
+
+class TrialRuns(tune.Callback):
+    """Driver-side Tune callback: child runs under the sweep's parent run, metrics at every report."""
+
+    def __init__(self, uri: str, experiment: str, parent_run_id: str, sweep: str, base: ExperimentConfig,
+                 tags: dict[str, str], total_steps: int, artifact_location: str | None = None) -> None:
+        self.uri, self.experiment, self.parent_run_id, self.sweep = uri, experiment, parent_run_id, sweep
+        self.base, self.tags, self.total_steps = base, tags, total_steps
+        self.artifact_location = artifact_location
+        self.run_ids: dict[str, str] = {}
+        self.last_step: dict[str, int] = {}
+
+    def _run_id(self, trial: Any) -> str:
+        if trial.trial_id not in self.run_ids:
+            cfg = trial_config(self.base, trial.config)
+            tags = {**self.tags, KIND_TAG: "trial", SWEEP_TAG: self.sweep, PARENT_TAG: self.parent_run_id}
+            run_id, _ = open_training_run(self.uri, cfg, trial_run_name(self.sweep, trial.trial_id), tags,
+                                          experiment=self.experiment, artifact_location=self.artifact_location)
+            self.run_ids[trial.trial_id] = run_id
+        return self.run_ids[trial.trial_id]
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._run_id(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        metrics = {k: float(v) for k, v in result.items()
+                   if isinstance(v, int | float) and (k.startswith(LOGGED_PREFIXES) or k in LOGGED_KEYS)}
+        step = int(result.get("step", result.get("training_iteration", 0)))
+        self.last_step[trial.trial_id] = step
+        if metrics:
+            RunLogger(self.uri, self._run_id(trial)).metrics(metrics, step)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        logger = RunLogger(self.uri, self._run_id(trial))
+        step = self.last_step.get(trial.trial_id, 0)
+        if step < self.total_steps:  # the scheduler stopped it: a result, not a failure
+            logger.tags({STOPPED_TAG: f"at step {step} of {self.total_steps}"})
+        logger.client.set_terminated(logger.run_id, status="FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        logger = RunLogger(self.uri, self._run_id(trial))
+        error = trial.get_error() if hasattr(trial, "get_error") else None
+        reason = str(error).strip().splitlines()[-1] if error else "trial failed (see the Tune log)"
+        logger.tags({FAILURE_TAG: reason[:5000]})
+        logger.client.set_terminated(logger.run_id, status="FAILED")

@@ -1,0 +1,150 @@
+"""Alpha sweeps on a real local Ray (with its dashboard), a real Optuna study and real MLflow runs:
+parent and child runs, a diverging trial recorded as failed, a killed trial worker resumed from its
+checkpoint, the best config written as YAML, and a killed sweep driver resumed without duplicate runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from motionlab.config import load_config
+from motionlab.pipelines.penn_action import PipelineSettings, prepare_penn_action
+from motionlab.tracking.runs import KIND_TAG, PARENT_TAG, RUN_NAME_TAG, SWEEP_TAG
+from motionlab.training.data import PreparedData
+from motionlab.tuning.mlflow_trials import FAILURE_TAG
+from motionlab.tuning.space import SearchSpace, trial_config, trial_overrides
+from motionlab.tuning.sweep import BEST_CONFIG, SweepSettings, run_sweep
+from motionlab.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+# 25 steps at the smoke preset (2048 tokens a step), evaluations every 10, checkpoints every 10
+QUICK = ["total_tokens=0.05", "warmup_tokens=0.005", "eval_freq=0.02", "save_ckpt_freq=0.02"]
+
+
+def test_trial_parameters_become_config_overrides() -> None:
+    cfg = load_config("m4", preset="smoke")
+    space = SearchSpace(alpha_range=(0.2, 5.0))
+    keys = set(space.param_space(cfg))
+    assert keys == {f"{f}.{m}" for f in ("input_alphas", "target_alphas") for m in cfg.modalities} | {"lr"}
+    params = {"input_alphas.coords": 0.25, "target_alphas.tok_rgb_next": 4.5, "lr": 3e-4}
+    overrides = trial_overrides(cfg, params)
+    assert overrides == ["input_alphas=[1.5, 0.25, 0.5, 0.5]", "target_alphas=[0.5, 0.5, 4.5, 1.5]", "lr=0.0003"]
+    trial = trial_config(cfg, params)
+    assert trial.input_alphas == [1.5, 0.25, 0.5, 0.5] and trial.lr == 3e-4
+    assert trial.preset == "smoke" and trial.model == cfg.model  # everything else is the base config
+    assert space.describe(cfg) == {"space.alphas": "loguniform(0.2, 5)", "space.lr": "loguniform(0.0002, 0.02)"}
+
+
+@pytest.fixture(scope="module")
+def ray_with_dashboard():
+    """Tune stops Train runs early; Train V2 cleans their placement groups up through the dashboard."""
+    import ray
+
+    from motionlab.raycluster import init_ray
+
+    temp = Path(tempfile.mkdtemp(prefix="mlsweep", dir="/tmp"))
+    init_ray(num_cpus=2, object_store_mb=200, temp_dir=temp, include_dashboard=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def smoke_data(ray_with_dashboard, penn_source: Path, workspace: Workspace, fsq_steps: int,
+               tmp_path_factory) -> PreparedData:
+    cfg = load_config("m4", preset="smoke")
+    out = tmp_path_factory.mktemp("sweep-m4") / "tokens"
+    prepare_penn_action(penn_source, cfg, out, workspace, PipelineSettings(fsq_steps=fsq_steps))
+    return PreparedData.open(out, cfg)
+
+
+def child_runs(client: MlflowClient, sweep: str) -> list:
+    exp = client.get_experiment_by_name("multimodal")
+    return client.search_runs([exp.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}'")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_sweep_records_trials_failures_and_the_best_config(smoke_data: PreparedData, tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws").ensure()
+    cfg = load_config("m4", preset="smoke", overrides=QUICK)
+    # trial 1 diverges (its loss turns NaN at step 5); trial 2's worker dies at step 15 and resumes at step 10
+    settings = SweepSettings(name="sw", num_samples=3, seed=1, scheduler="fifo",
+                             drills={1: {"poison_at_step": 5}, 2: {"fail_at_step": 15}})
+    outcome = run_sweep(cfg, smoke_data, ws, settings)
+    assert (outcome.trials, outcome.errored) == (3, 1)
+    client = MlflowClient(ws.mlflow_uri)
+    runs = child_runs(client, "sw")
+    parent = [r for r in runs if r.data.tags[KIND_TAG] == "sweep"]
+    trials = [r for r in runs if r.data.tags[KIND_TAG] == "trial"]
+    assert len(parent) == 1 and parent[0].info.run_id == outcome.parent_run_id
+    assert parent[0].info.status == "FINISHED" and parent[0].data.params["search"] == "tpe"
+    assert len(trials) == 3 and all(t.data.tags[PARENT_TAG] == outcome.parent_run_id for t in trials)
+    statuses = sorted(t.info.status for t in trials)
+    assert statuses == ["FAILED", "FINISHED", "FINISHED"]
+    failed = next(t for t in trials if t.info.status == "FAILED")
+    assert "train loss is nan at step 5" in failed.data.tags[FAILURE_TAG]
+    finished = [t for t in trials if t.info.status == "FINISHED"]
+    for t in finished:
+        # params are the trial's whole config: its sampled alphas, not the base ones
+        alphas = json.loads(t.data.params["input_alphas"])
+        assert len(alphas) == 4 and alphas != cfg.input_alphas
+        steps = [m.step for m in client.get_metric_history(t.info.run_id, "eval/loss")]
+        assert steps == [0, 10, 20, 25]  # before training, then every 10 steps and at the end
+    # the killed trial finished its schedule from the checkpoint of step 10
+    killed = list((ws.ray_storage / "sweeps" / "sw-trials").glob("*.killed"))
+    assert len(killed) == 1 and killed[0].read_text() == "killed at step 15\n"
+    best = min(finished, key=lambda t: t.data.metrics["eval/loss"])
+    assert outcome.best_loss == pytest.approx(best.data.metrics["eval/loss"], rel=1e-6)
+    artifacts = [a.path for a in client.list_artifacts(outcome.parent_run_id)]
+    assert BEST_CONFIG in artifacts
+    best_cfg = load_config(outcome.best_config)
+    assert best_cfg.input_alphas == json.loads(best.data.params["input_alphas"])
+    assert best_cfg.lr == pytest.approx(float(best.data.params["lr"]))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_killed_sweep_driver_resumes_without_duplicate_runs(smoke_data: PreparedData, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = [sys.executable, str(REPO / "experiments" / "sweep_alphas.py"), "--workspace", str(ws), "--preset",
+            "smoke", "--data", str(smoke_data.root), "--name", "resume-sweep", "--num-samples", "3",
+            "--scheduler", "fifo", "--num-cpus", "2", *QUICK]
+    client = MlflowClient(Workspace(ws).mlflow_uri)
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 400
+
+    def finished_trials() -> int:
+        if not (ws / "mlflow.db").exists() or client.get_experiment_by_name("multimodal") is None:
+            return 0
+        return sum(1 for r in child_runs(client, "resume-sweep")
+                   if r.data.tags.get(KIND_TAG) == "trial" and r.info.status == "FINISHED")
+
+    while time.time() < deadline and finished_trials() < 1 and first.poll() is None:
+        time.sleep(1)
+    assert finished_trials() >= 1, (tmp_path / "first.log").read_text()[-3000:]
+    os.killpg(first.pid, signal.SIGKILL)  # the sweep driver, its Ray and the running trial
+    first.wait(timeout=60)
+    second = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resuming sweep resume-sweep" in second.stdout
+    runs = child_runs(client, "resume-sweep")
+    trials = [r for r in runs if r.data.tags[KIND_TAG] == "trial"]
+    names = [t.data.tags[RUN_NAME_TAG] for t in trials]
+    assert len(names) == len(set(names)) == 3  # one child run per trial: none duplicated, none lost
+    assert all(t.info.status == "FINISHED" for t in trials)
+    assert [r.info.status for r in runs if r.data.tags[KIND_TAG] == "sweep"] == ["FINISHED"]
