@@ -51,8 +51,8 @@ def prepared() -> dict:
     return config
 
 
-def commands(config: dict, *keys: str) -> list[str]:
-    return [cmd for key in (keys or COMMAND_KEYS) for cmd in config[key]]
+def commands(config: dict) -> list[str]:
+    return [cmd for key in COMMAND_KEYS for cmd in config[key]]
 
 
 def test_ray_validator_accepts_cluster_yaml(prepared: dict) -> None:
@@ -95,6 +95,9 @@ def test_commands_are_explicit_and_pinned(prepared: dict) -> None:
     assert "-e ~/motionlab" in setup and '-e "$HOME/motionlab[gpu]"' in setup
     assert any("ray start --head" in cmd for cmd in raw["head_start_ray_commands"])
     assert any("ray start --address=$RAY_HEAD_IP:6379" in cmd for cmd in raw["worker_start_ray_commands"])
+    for cmd in commands(prepared):
+        check = subprocess.run(["bash", "-n", "-c", cmd], capture_output=True, text=True)
+        assert check.returncode == 0, f"{cmd}\n{check.stderr}"
 
 
 def test_listeners_stay_private(prepared: dict) -> None:
@@ -133,6 +136,33 @@ def test_shared_storage_and_token_auth(prepared: dict) -> None:
     # The node's own settings reach Ray's processes because `ray start` runs after they are sourced.
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
         assert any(". ~/motionlab.env" in cmd and "ray start" in cmd for cmd in prepared[key]), key
+
+
+def test_worker_environment_points_at_the_head(prepared: dict, tmp_path: Path) -> None:
+    """The first setup command and the worker's start commands, run as the launcher runs them (a shell that
+    sources ~/.bashrc first), in a scratch home: what a Ray worker process on that node inherits."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("# the AMI's own\n")
+    env = {"HOME": str(home), "PATH": os.environ["PATH"], "RAY_HEAD_IP": "10.0.3.7"}
+
+    def launcher_runs(cmd: str) -> str:
+        done = subprocess.run(["bash", "-c", f"source ~/.bashrc; ({cmd})"], env=env, capture_output=True, text=True,
+                              timeout=30)
+        assert done.returncode == 0, f"{cmd}\n{done.stderr}"
+        return done.stdout
+
+    for _ in range(2):  # `ray up` on a running cluster runs the setup again
+        launcher_runs(prepared["setup_commands"][0])
+    node_env = next(cmd for cmd in prepared["worker_start_ray_commands"] if "motionlab-node.env" in cmd)
+    launcher_runs(node_env)
+    assert (home / ".bashrc").read_text().count(". ~/motionlab.env") == 1
+    seen = dict(line.split("=", 1) for line in launcher_runs("env").splitlines() if "=" in line)
+    assert seen["MLFLOW_TRACKING_URI"] == "http://10.0.3.7:5000"
+    assert seen["MOTIONLAB_HEAD_IP"] == "10.0.3.7"
+    assert seen["MOTIONLAB_WORKSPACE"] == "/mnt/shared/workspace"
+    assert seen["RAY_AUTH_MODE"] == "token"
+    assert seen["PATH"].startswith(f"{home}/venv/bin:")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -221,9 +251,9 @@ def processes_mentioning(marker: str) -> list[int]:
     return pids
 
 
-def session_logs(temp: Path) -> str:
+def session_logs(temp: Path, head_log: Path) -> str:
     """The head's own log, the autoscaler's log and the raylets' fatal lines, for a failure message."""
-    parts = [(temp / "head.log").read_text(errors="replace")[-1500:]]
+    parts = [head_log.read_text(errors="replace")[-1500:]]
     for path in sorted(temp.glob("session_latest/logs/*")):
         text = path.read_text(errors="replace") if path.is_file() else ""
         if path.name == "monitor.log":
@@ -233,9 +263,9 @@ def session_logs(temp: Path) -> str:
     return "\n".join(parts)
 
 
-def stop_cluster(head: subprocess.Popen, marker: str) -> list[int]:
+def stop_cluster(head: subprocess.Popen | None, marker: str) -> list[int]:
     """Stop the head's process group, then any fake node process it left; returns what had to be killed."""
-    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)) if head else ():
         try:
             os.killpg(head.pid, sig)
         except ProcessLookupError:
@@ -254,50 +284,58 @@ def stop_cluster(head: subprocess.Popen, marker: str) -> list[int]:
     return stragglers
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_gpu_demand_brings_up_a_gpu_worker_that_goes_away_when_idle(prepared: dict) -> None:
+def start_head(prepared: dict, temp: Path, env: dict) -> tuple[subprocess.Popen, str, Path, float]:
+    """`ray start --head --block` with the fake config, in its own process group; returns once Ray is up.
+
+    On a loaded 2-core machine a raylet whose agents start too slowly aborts the start; one retry covers that.
+    """
     from ray.util import get_node_ip_address
 
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    head_cpus = prepared["available_node_types"][HEAD]["resources"].get("CPU", 0)
+    for attempt in (1, 2):
+        port = free_port()
+        gcs_address = f"{get_node_ip_address()}:{port}"
+        config_path, log_path = temp / f"fake_cluster_{attempt}.yaml", temp / f"head_{attempt}.log"
+        config_path.write_text(yaml.safe_dump(fake_config(prepared, gcs_address)))
+        cmd = [ray_cli, "start", "--head", "--block", f"--port={port}", f"--temp-dir={temp}",
+               f"--autoscaling-config={config_path}", f"--num-cpus={head_cpus}", "--num-gpus=0",
+               f"--object-store-memory={FAKE_OBJECT_STORE}", "--include-dashboard=false",
+               # Explicit free ports: another Ray on this machine may hold the defaults.
+               f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+               f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+               f"--metrics-export-port={free_port()}"]
+        started = time.monotonic()
+        with open(log_path, "w") as log:
+            head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        while "Ray runtime started" not in log_path.read_text():
+            if head.poll() is not None or time.monotonic() - started > 90:
+                break
+            time.sleep(0.5)
+        else:
+            return head, gcs_address, log_path, time.monotonic() - started
+        failure = session_logs(temp, log_path)
+        stop_cluster(head, str(temp))
+    pytest.fail(f"the fake cluster's head did not start twice; last attempt:\n{failure}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_gpu_demand_brings_up_a_gpu_worker_that_goes_away_when_idle(prepared: dict) -> None:
     types = prepared["available_node_types"]
     # A short path: Ray's unix sockets live under it and must fit in 107 characters.
     temp = Path(tempfile.mkdtemp(prefix="mlfk", dir="/tmp"))
-    port = free_port()
-    gcs_address = f"{get_node_ip_address()}:{port}"
-    config_path = temp / "fake_cluster.yaml"
-    config_path.write_text(yaml.safe_dump(fake_config(prepared, gcs_address)))
     (temp / "driver.py").write_text(DRIVER)
-
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
-           # Ray's agents can take long to start on a busy 2-core machine; the default wait kills the raylet.
-           "RAY_agent_register_timeout_ms": "120000"}
+           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
-    ray_cli = str(Path(sys.executable).parent / "ray")
-    head_cpus = types[HEAD]["resources"].get("CPU", 0)
-    cmd = [ray_cli, "start", "--head", "--block", f"--port={port}", f"--temp-dir={temp}",
-           f"--autoscaling-config={config_path}", f"--num-cpus={head_cpus}", "--num-gpus=0",
-           f"--object-store-memory={FAKE_OBJECT_STORE}", "--include-dashboard=false",
-           # Explicit free ports: another Ray on this machine may hold the defaults.
-           f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-           f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
-           f"--metrics-export-port={free_port()}"]
-    log_path = temp / "head.log"
-    started = time.monotonic()
-    with open(log_path, "w") as log:
-        head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    stragglers: list[int] = []
+    head = None
     try:
-        while "Ray runtime started" not in log_path.read_text():
-            assert head.poll() is None, f"ray start exited {head.returncode}:\n{session_logs(temp)}"
-            assert time.monotonic() - started < 90, f"head not up in 90 s:\n{session_logs(temp)}"
-            time.sleep(0.5)
-        head_up_s = time.monotonic() - started
-
+        head, gcs_address, head_log, head_up_s = start_head(prepared, temp, env)
         idle_bound_s = IDLE_TIMEOUT_MIN * 60 + 30
         driver = subprocess.run([sys.executable, str(temp / "driver.py"), gcs_address, str(idle_bound_s)],
-                                env=env, capture_output=True, text=True, timeout=180)
-        assert driver.returncode == 0, f"{driver.stderr[-3000:]}\n{session_logs(temp)}"
+                                env=env, capture_output=True, text=True, timeout=200)
+        assert driver.returncode == 0, f"{driver.stderr[-3000:]}\n{session_logs(temp, head_log)}"
         out = json.loads(driver.stdout.strip().splitlines()[-1])
         print(f"\nhead up {head_up_s:.1f} s; CPU worker up and task done {out['cpu_up_s']:.1f} s; "
               f"GPU worker up and task done {out['gpu_up_s']:.1f} s; idle workers gone {out['idle_gone_s']:.1f} s "
@@ -317,5 +355,4 @@ def test_gpu_demand_brings_up_a_gpu_worker_that_goes_away_when_idle(prepared: di
         stragglers = stop_cluster(head, str(temp))
         shutil.rmtree(temp, ignore_errors=True)
     assert processes_mentioning(str(temp)) == []
-    print(f"processes left after the head's group was stopped and then killed: {len(stragglers)}")
-
+    print(f"processes killed one by one after the head's group was stopped: {len(stragglers)}")

@@ -42,6 +42,8 @@ TRIALS = [
     ("trial-2", [0.5, 2.0, 1.0, 0.5], [1.0, 0.5, 0.5, 2.0], "0.0002", [3.1, 2.95]),  # stopped early
     ("trial-3", [1.5, 1.5, 1.5, 1.5], [1.5, 1.5, 1.5, 1.5], "0.01", None),  # failed before its first eval
 ]
+TRIAL_TAGS = {"trial-2": {"motionlab.stopped_early": "at step 20 of 50"},
+              "trial-3": {"motionlab.failure": "FloatingPointError: train loss is nan at step 3"}}
 BEST_TRIAL = TRIALS[1]
 BEST_CONFIG_YAML = "variant: M4\nlr: 0.0031\ninput_alphas: [2.0, 0.5, 0.5, 1.0]\n"
 
@@ -84,7 +86,9 @@ def _training(client: MlflowClient, exp: str, name: str, variant: str, modalitie
     for i, step in enumerate(STEPS):
         per = {m: scale * (4.0 - 0.5 * i) * (1 + 0.1 * j) for j, m in enumerate(modalities)}
         final = sum(per.values()) / len(per)
-        values = {"train/loss": final + 0.1, "eval/loss": final, "lr": 0.002, "tokens_seen": step * 1000.0,
+        # tokens_seen only where the train log fell, not at every evaluation, as the loop logs it
+        tokens = {"tokens_seen": step * 1000.0} if step % 20 == 0 else {}
+        values = {"train/loss": final + 0.1, "eval/loss": final, "lr": 0.002, **tokens,
                   **{f"train/loss_{m}": v + 0.1 for m, v in per.items()},
                   **{f"eval/loss_{m}": v for m, v in per.items()},
                   **{f"eval/acc_{m}": 0.1 * i for m in per}}
@@ -127,9 +131,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         run_id = client.create_run(exp, run_name=name, tags=tags).info.run_id
         client.log_batch(run_id, params=_params(M4_MODALITIES, inputs, targets, lr, "M4"),
                          metrics=[Metric("eval/loss", v, 0, STEPS[i]) for i, v in enumerate(losses or [])],
-                         tags=[RunTag(RUN_NAME_TAG, name)])
+                         tags=[RunTag(k, v) for k, v in {RUN_NAME_TAG: name, **TRIAL_TAGS.get(name, {})}.items()])
         client.set_terminated(run_id, status="FAILED" if losses is None else "FINISHED")
         found.run_names.append(name)
+    client.log_metric(parent, "best/eval/loss", BEST_TRIAL[4][-1])
     client.set_terminated(parent)
     return found
 
@@ -194,6 +199,8 @@ def test_report_sections_runs_and_curves(store: Store, report: Path) -> None:
     assert "eval/loss per variant" in alts and "train/loss per variant" in alts
     per_modality = [a for a in alts if a.startswith("eval/loss_")]
     assert len(per_modality) == len(M4_MODALITIES)  # the union of both variants' modalities
+    # tokens_seen was logged at every other evaluation only; the constant tokens per step still gives the x axis
+    assert {img["data-x"] for img in page.images if "per variant" in img["alt"]} == {"tokens_seen"}
     for img in page.images:
         decoded = _decode(img["src"])
         assert decoded.width > 20 and decoded.height > 20, img["alt"]
@@ -206,7 +213,9 @@ def test_report_sweep_best_configs_and_gifs(report: Path) -> None:
     (sweep,) = page.with_class("sweep")
     assert (sweep["data-sweep"], sweep["data-trials"], sweep["data-failed"]) == (SWEEP, "4", "1")
     assert "4 trials: 3 with an eval loss, 1 failed." in text
-    assert re.search(r'<ul class="failed"><li>trial-3 \(FAILED\)</li></ul>', text)
+    assert '<ul class="failed"><li>trial-3 (FAILED (FloatingPointError: train loss is nan at step 3))</li></ul>' in text
+    assert "<td>FINISHED stopped early (at step 20 of 50)</td>" in text  # a scheduler's stop is not a failure
+    assert "<td>best 1.87</td>" in text  # the sweep's row carries its best trial's loss
     (plot,) = [img for img in page.images if img["alt"].startswith("parallel coordinates")]
     assert plot["alt"] == f"parallel coordinates of sweep {SWEEP}: 4 trials"
     assert _decode(plot["src"]).width >= 800
@@ -229,6 +238,10 @@ def test_report_empty_and_missing_experiment(store: Store, tmp_path: Path) -> No
     assert all(f'id="{s}"' in page for s in SECTIONS)
     with pytest.raises(ReportError, match=r"'nope' does not exist .*empty, multimodal.*--experiment NAME"):
         write_report(store.uri, tmp_path / "nope.html", experiment="nope")
+    absent = tmp_path / "none" / "mlflow.db"
+    with pytest.raises(ReportError, match=r"no MLflow store at .*none/mlflow.db; train or sweep first"):
+        write_report(f"sqlite:///{absent}", tmp_path / "none.html")
+    assert not absent.parent.exists()  # looking did not create an empty store
 
 
 @pytest.mark.timeout(120)

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -34,6 +35,9 @@ from motionlab.tracking.runs import EXPERIMENT_MULTIMODAL, KIND_TAG, PARENT_TAG,
 EVAL_LOSS = "eval/loss"
 TRAIN_LOSS = "train/loss"
 TOKENS_SEEN = "tokens_seen"
+BEST_EVAL_LOSS = "best/eval/loss"  # logged on a sweep's parent run when the sweep ends
+STOPPED_TAG = "motionlab.stopped_early"  # on a trial the scheduler stopped: "at step N of M"
+FAILURE_TAG = "motionlab.failure"  # on a failed trial or sweep: the error's last line
 MAX_GIFS_PER_VARIANT = 4  # a glance at the samples, not an archive: the page stays small enough to mail
 MAX_GIF_BYTES = 4 * 1024 * 1024  # a larger GIF would make the page too heavy; the run keeps it
 PARALLEL_FIGSIZE = (10.0, 4.8)  # inches: room for a dozen axes
@@ -105,8 +109,8 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _img(data: bytes, mime: str, alt: str, cls: str = "figure") -> str:
-    return f'<img class="{cls}" src="{_data_uri(data, mime)}" alt="{html.escape(alt)}">'
+def _img(data: bytes, mime: str, alt: str, cls: str = "figure", attrs: str = "") -> str:
+    return f'<img class="{cls}"{attrs} src="{_data_uri(data, mime)}" alt="{html.escape(alt)}">'
 
 
 def _all_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
@@ -136,23 +140,27 @@ def _history(client: MlflowClient, run: Run, key: str) -> list[tuple[int, float]
     return sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
 
 
-def _curves_png(client: MlflowClient, chosen: dict[str, Run], key: str, tmp: Path) -> bytes | None:
+def _tokens_per_step(client: MlflowClient, run: Run) -> float | None:
+    """The run's constant tokens per optimizer step, read off its `tokens_seen` history; None if it varies."""
+    ratios = [t / s for s, t in _history(client, run, TOKENS_SEEN) if s > 0]
+    if not ratios or max(ratios) - min(ratios) > 1e-6 * max(ratios):
+        return None
+    return ratios[-1]
+
+
+def _curves_img(client: MlflowClient, chosen: dict[str, Run], key: str, alt: str, tmp: Path) -> str | None:
     """`key` per variant on one axis. The x axis is tokens seen when every run logged it, because variants
-    with different batch sizes or sequence lengths reach the same step having seen different amounts of data."""
-    series: dict[str, list[tuple[int, float]]] = {}
-    tokens: dict[str, dict[int, float]] = {}
-    for variant, run in chosen.items():
-        points = _history(client, run, key)
-        if points:
-            series[variant] = points
-            tokens[variant] = dict(_history(client, run, TOKENS_SEEN))
+    with different batch sizes or sequence lengths reach the same step having seen different amounts of data.
+    Evaluations need not fall on the steps that logged `tokens_seen`; the schedule's tokens per step is constant."""
+    series = {v: pts for v, run in chosen.items() if (pts := _history(client, run, key))}
     if not series:
         return None
-    by_tokens = all(all(s in tokens[v] for s, _ in pts) for v, pts in series.items())
-    xy = {v: [(tokens[v][s] if by_tokens else s, y) for s, y in pts] for v, pts in series.items()}
-    path = loss_curves_png(xy, tmp / f"{key.replace('/', '_')}.png", title=f"{key} per variant",
-                           xlabel=TOKENS_SEEN if by_tokens else "step")
-    return path.read_bytes()
+    per_step = {v: _tokens_per_step(client, chosen[v]) for v in series}
+    by_tokens = all(r is not None for r in per_step.values())
+    xy = {v: [(s * (per_step[v] or 1.0) if by_tokens else s, y) for s, y in pts] for v, pts in series.items()}
+    xlabel = TOKENS_SEEN if by_tokens else "step"
+    path = loss_curves_png(xy, tmp / f"{key.replace('/', '_')}.png", title=f"{key} per variant", xlabel=xlabel)
+    return _img(path.read_bytes(), "image/png", alt, attrs=f' data-x="{xlabel}"')
 
 
 def _parallel_png(trials: list[_Trial], title: str) -> bytes:
@@ -163,7 +171,8 @@ def _parallel_png(trials: list[_Trial], title: str) -> bytes:
     axes = [*names, EVAL_LOSS]
     columns: dict[str, list[float | None]] = {a: [t.axes.get(a) for t in trials] for a in names}
     columns[EVAL_LOSS] = [t.loss for t in trials]
-    logs = {a: a == "lr" and all(v is None or v > 0 for v in columns[a]) for a in axes}
+    # lr and the alphas are searched log-uniformly: a log axis spreads the trials the way they were drawn
+    logs = {a: a != EVAL_LOSS and all(v is None or v > 0 for v in columns[a]) for a in axes}
 
     def scaled(axis: str, value: float) -> float:
         return math.log10(value) if logs[axis] else value
@@ -261,13 +270,27 @@ def _test_metrics(run: Run) -> str:
     return "<br>".join(f"{html.escape(k)} {_fmt(v)}" for k, v in items)
 
 
+def _status(run: Run) -> str:
+    """Status plus why: a trial the scheduler stopped early is a result, a failed one says what failed."""
+    notes = [run.data.tags[t] for t in (STOPPED_TAG, FAILURE_TAG) if run.data.tags.get(t)]
+    note = f" ({'; '.join(n.splitlines()[0][:200] for n in notes)})" if notes else ""
+    return html.escape(run.info.status + (" stopped early" if STOPPED_TAG in run.data.tags else "") + note)
+
+
+def _loss_cell(run: Run) -> str:
+    """A sweep's parent has no eval loss of its own; it carries its best trial's."""
+    if _kind(run) == "sweep" and _final(run, BEST_EVAL_LOSS) is not None:
+        return f"best {_fmt(_final(run, BEST_EVAL_LOSS))}"
+    return _fmt(_final(run))
+
+
 def _runs_section(runs: list[Run]) -> str:
     order = {"train": 0, "sweep": 1, "trial": 2}
     ranked = sorted(runs, key=lambda r: (order.get(_kind(r), 3), r.data.tags.get("variant", ""),
                                          r.data.tags.get(SWEEP_TAG, ""), -(r.info.start_time or 0)))
     rows = [[html.escape(r.data.tags.get("variant", "")), html.escape(_kind(r)), html.escape(_name(r)),
-             html.escape(r.data.tags.get(SWEEP_TAG, "")), html.escape(r.info.status), _fmt(_final(r)),
-             _test_metrics(r)] for r in ranked]
+             html.escape(r.data.tags.get(SWEEP_TAG, "")), _status(r), _loss_cell(r), _test_metrics(r)]
+            for r in ranked]
     attrs = [f'class="run" data-run-id="{r.info.run_id}" data-kind="{html.escape(_kind(r))}"' for r in ranked]
     table = _table(["variant", "kind", "run", "sweep", "status", "final eval/loss", "test metrics"], rows, attrs)
     return f'<section id="runs"><h2>Runs</h2><p>{len(runs)} runs.</p>{table}</section>'
@@ -281,16 +304,16 @@ def _curves_section(client: MlflowClient, chosen: dict[str, Run], tmp: Path) -> 
     parts = [f"<p>Latest finished training run of each variant: {used}.</p>",
              '<div id="loss-per-variant" class="figures">']
     for key in (EVAL_LOSS, TRAIN_LOSS):
-        png = _curves_png(client, chosen, key, tmp)
-        if png is not None:
-            parts.append(_img(png, "image/png", f"{key} per variant"))
+        img = _curves_img(client, chosen, key, f"{key} per variant", tmp)
+        if img is not None:
+            parts.append(img)
     parts.append('</div><h3>Per modality</h3><div id="loss-per-modality" class="figures">')
     keys = sorted({k for r in chosen.values() for k in r.data.metrics if k.startswith(EVAL_LOSS + "_")})
     for key in keys:
-        png = _curves_png(client, chosen, key, tmp)
-        if png is not None:
-            modality = key.removeprefix(EVAL_LOSS + "_")
-            parts.append(_img(png, "image/png", f"{key} per variant (modality {modality})"))
+        modality = key.removeprefix(EVAL_LOSS + "_")
+        img = _curves_img(client, chosen, key, f"{key} per variant (modality {modality})", tmp)
+        if img is not None:
+            parts.append(img)
     if not keys:
         parts.append("<p>No per-modality eval losses logged.</p>")
     parts.append("</div>")
@@ -329,8 +352,7 @@ def _sweeps_section(sweeps: list[tuple[Run, list[_Trial]]]) -> str:
             png = _parallel_png(trials, f"sweep {label}: alphas and lr against eval loss")
             parts.append(_img(png, "image/png", f"parallel coordinates of sweep {label}: {len(trials)} trials"))
         if failed:
-            items = "".join(f"<li>{html.escape(_name(t.run))} ({html.escape(t.run.info.status)})</li>"
-                            for t in failed)
+            items = "".join(f"<li>{html.escape(_name(t.run))} ({_status(t.run)})</li>" for t in failed)
             parts.append(f'<p>Failed trials (no eval/loss):</p><ul class="failed">{items}</ul>')
         parts.append("</div>")
     return "".join(parts) + "</section>"
@@ -436,18 +458,30 @@ window.addEventListener("load", function () {
 """
 
 
+def _display_uri(uri: str) -> str:
+    """The store's address without any user:password in it: the page gets mailed around."""
+    parts = urlsplit(uri)
+    if parts.password is None and parts.username is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")))
+
+
 def _page(experiment: str, uri: str, sections: list[str]) -> str:
     title = f"motionlab report: {experiment}"
     stamp = f"{datetime.now():%Y-%m-%d %H:%M}"
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>Tracking store {html.escape(uri)}, written {stamp}. "
+            f"<p>Tracking store {html.escape(_display_uri(uri))}, written {stamp}. "
             f'<span id="image-check">images not checked (scripts off)</span></p>'
             + "".join(sections) + _CHECK + "</body></html>")
 
 
 def write_report(uri: str, out: Path, experiment: str = EXPERIMENT_MULTIMODAL) -> Path:
     """Write the experiment's comparison page to `out` (one HTML file, everything embedded) and return it."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        # Opening a missing store would create an empty one (and run its migrations) only to report nothing.
+        raise ReportError(f"no MLflow store at {uri.removeprefix('sqlite:///')}; train or sweep first "
+                          "(e.g. `motionlab demo`), or point --workspace / MLFLOW_TRACKING_URI at the store")
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None or found.lifecycle_stage == "deleted":

@@ -228,11 +228,13 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     t_window, steps_window = time.perf_counter(), 0
     t_start, start_step = time.perf_counter(), step
     last: dict[str, float] = {}
-    if step == 0 and rank == 0:
-        # the untrained model's eval loss: the baseline every later evaluation is read against
-        initial = evaluate(raw_model, eval_rows, cfg, spec, opts, device)
+    if step == 0:
+        # the untrained model's eval loss: the baseline every later evaluation is read against (and a sweep's
+        # first point); every rank reports, as Train requires, with rank 0's numbers
+        initial = evaluate(raw_model, eval_rows, cfg, spec, opts, device) if rank == 0 else {}
         logger.metrics(initial, 0)
         last.update(initial)
+        ray.train.report({"step": 0, "tokens_seen": 0, **initial})
     model.train()
     while step < schedule.total_steps:
         if opts.fail_at_step is not None and step == opts.fail_at_step and rank == 0 and opts.fail_marker \

@@ -7,6 +7,8 @@ was killed would log a restarted trial twice. Here a trial's run is found again 
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -21,6 +23,17 @@ FAILURE_TAG = "motionlab.failure"
 STOPPED_TAG = "motionlab.stopped_early"
 
 
+def failure_file(storage: Path, trial_id: str) -> Path:
+    return storage / f"{trial_id}.failure"
+
+
+def root_cause(error: BaseException) -> str:
+    """The innermost `SomeError: message` line of a (Train-wrapped) error: the reason a person can act on."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    causes = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line)]
+    return (causes[-1] if causes else f"{type(error).__name__}: {lines[-1] if lines else ''}")[:5000]
+
+
 def trial_run_name(sweep: str, trial_id: str) -> str:
     return f"{sweep}-{trial_id}"
 
@@ -29,7 +42,8 @@ class TrialRuns(tune.Callback):
     """Driver-side Tune callback: child runs under the sweep's parent run, metrics at every report."""
 
     def __init__(self, uri: str, experiment: str, parent_run_id: str, sweep: str, base: ExperimentConfig,
-                 tags: dict[str, str], total_steps: int, artifact_location: str | None = None) -> None:
+                 tags: dict[str, str], total_steps: int, storage: Path, artifact_location: str | None = None) -> None:
+        self.storage = storage
         self.uri, self.experiment, self.parent_run_id, self.sweep = uri, experiment, parent_run_id, sweep
         self.base, self.tags, self.total_steps = base, tags, total_steps
         self.artifact_location = artifact_location
@@ -65,7 +79,7 @@ class TrialRuns(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         logger = RunLogger(self.uri, self._run_id(trial))
-        error = trial.get_error() if hasattr(trial, "get_error") else None
-        reason = str(error).strip().splitlines()[-1] if error else "trial failed (see the Tune log)"
-        logger.tags({FAILURE_TAG: reason[:5000]})
+        written = failure_file(self.storage, trial.trial_id)
+        reason = written.read_text() if written.exists() else "the trial's process died (see the Tune log)"
+        logger.tags({FAILURE_TAG: reason})
         logger.client.set_terminated(logger.run_id, status="FAILED")

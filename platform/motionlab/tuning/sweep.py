@@ -35,7 +35,7 @@ from motionlab.training.data import PreparedData
 from motionlab.training.loop import LoopOptions
 from motionlab.training.runner import build_trainer
 from motionlab.training.schedule import TokenSchedule
-from motionlab.tuning.mlflow_trials import TrialRuns, trial_run_name
+from motionlab.tuning.mlflow_trials import TrialRuns, failure_file, root_cause, trial_run_name
 from motionlab.tuning.space import SearchSpace, trial_config
 from motionlab.workspace import Workspace
 
@@ -79,8 +79,11 @@ def default_sweep_name(cfg: ExperimentConfig) -> str:
 
 
 def _trial_number(trial_id: str) -> int:
-    tail = trial_id.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else -1
+    """1-based order in which the searcher created this trial, read from Tune's trial folder name
+    (`<trainable>_<trial id>_<number>_<params>`); -1 where the name does not follow that shape."""
+    name = Path(tune.get_context().get_trial_dir()).name
+    head = name.split(f"{trial_id}_", 1)[-1].split("_", 1)[0]
+    return int(head) if head.isdigit() else -1
 
 
 def run_trial(params: dict[str, float], base: ExperimentConfig, data_root: str, storage: str, sweep: str,
@@ -95,7 +98,12 @@ def run_trial(params: dict[str, float], base: ExperimentConfig, data_root: str, 
     opts = LoopOptions(text_eos=data.text_eos(), **drill)  # MLflow is written by the driver's TrialRuns
     trainer = build_trainer(cfg, data, opts, trial_run_name(sweep, trial_id), Path(storage), max_failures,
                             callbacks=[TuneReportCallback()])
-    trainer.fit()
+    try:
+        trainer.fit()
+    except Exception as e:
+        # the driver's TrialRuns records the root cause on the trial's MLflow run
+        failure_file(Path(storage), trial_id).write_text(root_cause(e))
+        raise
 
 
 def _searcher(settings: SweepSettings) -> OptunaSearch:
@@ -151,6 +159,7 @@ def run_sweep(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
     parent = _parent_run(client, settings, cfg, name, workspace, data)
     schedule = TokenSchedule.from_config(cfg)
     trials_storage = workspace.ray_storage / "sweeps" / f"{name}-trials"
+    trials_storage.mkdir(parents=True, exist_ok=True)
     trainable = tune.with_parameters(run_trial, base=cfg, data_root=str(data.root), storage=str(trials_storage),
                                      sweep=name, max_failures=settings.trial_max_failures, drills=settings.drills)
     # the trial function only drives its TorchTrainer, whose workers hold the real CPUs and GPUs; Tune refuses
@@ -163,7 +172,7 @@ def run_sweep(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
     else:
         callback = TrialRuns(uri, settings.experiment, parent, name, cfg,
                              {"data_manifest": data.digest, "data_dir": str(data.root)}, schedule.total_steps,
-                             workspace.mlflow_artifacts)
+                             trials_storage, workspace.mlflow_artifacts)
         tuner = tune.Tuner(
             trainable,
             param_space=settings.space.param_space(cfg),
