@@ -8,7 +8,7 @@ WORKSPACE ?= $(CURDIR)/workspace
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_AUTH_MODE := disabled
 
-.PHONY: install demo test bench ui lint clean
+.PHONY: install demo test bench ui report lint clean
 
 install: $(STAMP)
 
@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/motionlab --workspace $(WORKSPACE) demo
 
+# The browser tests load the MLflow UI and the report in Debian's headless Chromium.
 test: install
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/ruff check platform pipelines experiments benchmarks tests
 	$(BIN)/python -m pytest -q tests
 
@@ -31,7 +33,11 @@ bench: install
 
 # The MLflow UI over the workspace's runs, on loopback only: http://127.0.0.1:5000
 ui: install
-	$(BIN)/mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(WORKSPACE)/mlflow.db
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --host 127.0.0.1 --port 5000 \
+		--backend-store-uri sqlite:///$(WORKSPACE)/mlflow.db
+
+report: install
+	$(BIN)/motionlab --workspace $(WORKSPACE) report
 
 lint: install
 	$(BIN)/ruff check platform pipelines experiments benchmarks tests

@@ -25,21 +25,43 @@ def shared_dataset(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    """One small local Ray per test module (start-up costs seconds): 2 CPUs, 200 MB object store."""
+def _small_ray(prefix: str, include_dashboard: bool) -> Iterator[None]:
     import ray
 
     from motionlab.raycluster import init_ray
 
     # A short temp path: Ray's unix sockets must fit in 107 characters.
-    temp = Path(tempfile.mkdtemp(prefix="mlray", dir="/tmp"))
-    init_ray(num_cpus=2, object_store_mb=200, temp_dir=temp)
+    temp = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    init_ray(num_cpus=2, object_store_mb=200, temp_dir=temp, include_dashboard=include_dashboard)
     try:
         yield
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """One small local Ray per test module (start-up costs seconds): 2 CPUs, 200 MB object store."""
+    yield from _small_ray("mlray", include_dashboard=False)
+
+
+@pytest.fixture(scope="module")
+def ray_with_dashboard() -> Iterator[None]:
+    """The same, with the dashboard: Tune stops Train runs early and Train V2 cleans their placement groups up
+    through the dashboard's State API."""
+    yield from _small_ray("mlsweep", include_dashboard=True)
+
+
+@pytest.fixture
+def torch_one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; on busy shared cores two threads were 50x slower (spin-waits)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +89,27 @@ def workspace(tmp_path_factory: pytest.TempPathFactory):
     from motionlab.workspace import Workspace
 
     return Workspace(tmp_path_factory.mktemp("workspace")).ensure()
+
+
+@pytest.fixture(scope="session")
+def prepared_tokens(penn_source: Path, workspace, fsq_steps: int, tmp_path_factory):
+    """Tokens of the session's generated videos, prepared once per data fingerprint and shared by the modules
+    that train on them (M3 and M4 tiny and smoke share one layout; M1 trains on M2's, a superset).
+    The calling module must have a Ray running (`ray_local` or `ray_with_dashboard`)."""
+    from motionlab.config import load_config
+    from motionlab.pipelines.penn_action import PipelineSettings, prepare_penn_action
+    from motionlab.training.data import PreparedData
+
+    made: dict[str, Path] = {}
+
+    def get(name: str, preset: str = "tiny") -> PreparedData:
+        cfg = load_config(name, preset=preset)
+        source_cfg = load_config("m2", preset=preset) if name == "m1" else cfg
+        key = source_cfg.fingerprint("data")
+        if key not in made:
+            out = tmp_path_factory.mktemp(f"tokens-{source_cfg.name}") / "tokens"
+            prepare_penn_action(penn_source, source_cfg, out, workspace, PipelineSettings(fsq_steps=fsq_steps))
+            made[key] = out
+        return PreparedData.open(made[key], cfg)
+
+    return get

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -34,13 +32,7 @@ SHIFT = FourMConfig(
 SHIFT_ROWS = torch.stack([(torch.arange(8) * 3 + k) % 16 for k in range(5)])  # (5, 8): a_0 .. a_4
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; on busy shared cores two threads were 50x slower (spin-waits)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture()

@@ -16,7 +16,6 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from motionlab.config import load_config
-from motionlab.pipelines.penn_action import PipelineSettings, prepare_penn_action
 from motionlab.tracking.runs import RUN_NAME_TAG, find_run
 from motionlab.training.checkpoint import MODEL_FILE, load_model_state, read_state
 from motionlab.training.data import PreparedData
@@ -32,27 +31,27 @@ QUICK = ["total_tokens=0.05", "warmup_tokens=0.005", "eval_freq=0.02", "save_ckp
 
 
 @pytest.fixture(scope="module")
-def m4_data(ray_local, penn_source: Path, workspace: Workspace, fsq_steps: int, tmp_path_factory) -> PreparedData:
-    cfg = load_config("m4", preset="tiny")
-    out = tmp_path_factory.mktemp("train-m4") / "tokens"
-    prepare_penn_action(penn_source, cfg, out, workspace, PipelineSettings(fsq_steps=fsq_steps))
-    return PreparedData.open(out, cfg)
+def m4_data(ray_local, prepared_tokens) -> PreparedData:
+    return prepared_tokens("m4")
 
 
 @pytest.fixture(scope="module")
 def trained(m4_data: PreparedData, tmp_path_factory):
-    """One real training (one Ray Train worker) long enough for the eval loss to fall."""
+    """One real training (one Ray Train worker) long enough for the eval loss to fall, whose worker is killed
+    once at step 60 (after the checkpoint of step 49) and recovered by FailureConfig."""
     ws = Workspace(tmp_path_factory.mktemp("ws-train")).ensure()
-    cfg = load_config("m4", preset="tiny", overrides=["total_tokens=0.6", "warmup_tokens=0.05", "eval_freq=0.1",
-                                                      "save_ckpt_freq=0.3"])
-    outcome = fit(cfg, m4_data, ws, TrainSettings(max_failures=0, samples=2))
+    cfg = load_config("m4", preset="tiny", overrides=["total_tokens=0.4", "warmup_tokens=0.04", "eval_freq=0.1",
+                                                      "save_ckpt_freq=0.1"])
+    marker = ws.root / "killed"
+    outcome = fit(cfg, m4_data, ws, TrainSettings(max_failures=1, samples=2, fail_at_step=60,
+                                                  fail_marker=str(marker)))
     return cfg, ws, outcome
 
 
 def test_training_learns_and_the_mlflow_run_holds_everything(trained, m4_data: PreparedData) -> None:
     cfg, ws, outcome = trained
     schedule = TokenSchedule.from_config(cfg)
-    assert outcome.metrics["step"] == schedule.total_steps == 293
+    assert outcome.metrics["step"] == schedule.total_steps == 196
     client = MlflowClient(ws.mlflow_uri)
     run = client.get_run(outcome.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == outcome.run_name
@@ -70,7 +69,10 @@ def test_training_learns_and_the_mlflow_run_holds_everything(trained, m4_data: P
 
     for name in cfg.modalities:
         assert len(history(f"train/loss_{name}")) >= 5
-        assert len(history(f"eval/loss_{name}")) == 7  # before training, then every 0.1M of 0.6M tokens
+        # before training, then every 0.1M of 0.4M tokens; the evaluation at step 49 ran once only, since the
+        # restarted worker resumed from that step's checkpoint
+        assert [m.step for m in client.get_metric_history(outcome.run_id, f"eval/loss_{name}")] == [0, 49, 98, 147,
+                                                                                                     196]
         assert 0.0 <= history(f"eval/acc_{name}")[-1] <= 1.0
     eval_loss = history("eval/loss")
     assert eval_loss[-1] < eval_loss[0] - 1.0, eval_loss  # the eval loss falls from the untrained model's
@@ -97,7 +99,7 @@ def test_training_learns_and_the_mlflow_run_holds_everything(trained, m4_data: P
 def test_final_checkpoint_loads_with_weights_only(trained) -> None:
     cfg, _, outcome = trained
     state = read_state(outcome.checkpoint)
-    assert state.step == 293 and state.model_config["dim"] == 128
+    assert state.step == 196 and state.model_config["dim"] == 128
     weights = load_model_state(outcome.checkpoint)  # torch.load(weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in weights.values())
     assert (outcome.checkpoint / MODEL_FILE).stat().st_size > 100_000
@@ -133,15 +135,11 @@ def test_two_workers_ddp_over_gloo(m4_data: PreparedData, tmp_path: Path) -> Non
     assert np.isfinite(outcome.metrics["train/loss"])
 
 
-def test_killed_worker_recovers_from_its_last_checkpoint(m4_data: PreparedData, tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws").ensure()
-    cfg = load_config("m4", preset="tiny", overrides=QUICK)  # checkpoints at steps 10, 20, 25
-    marker = tmp_path / "killed"
-    outcome = fit(cfg, m4_data, ws, TrainSettings(evaluate=False, max_failures=1, fail_at_step=15,
-                                                  fail_marker=str(marker)))
-    assert marker.read_text() == "killed at step 15\n"
-    # the restarted worker group began at the checkpoint of step 10, not at 0, and finished the schedule
-    assert outcome.metrics["start_step"] == 10 and outcome.metrics["step"] == 25
+def test_killed_worker_recovers_from_its_last_checkpoint(trained) -> None:
+    _, ws, outcome = trained
+    assert (ws.root / "killed").read_text() == "killed at step 60\n"
+    # the restarted worker group began at the checkpoint of step 49, not at 0, and finished the schedule
+    assert outcome.metrics["start_step"] == 49 and outcome.metrics["step"] == 196
 
 
 def _checkpoints(ws: Path, run: str) -> list[Path]:
@@ -153,7 +151,7 @@ def test_resume_after_the_process_is_killed(m4_data: PreparedData, tmp_path: Pat
     env = {**os.environ, "MOTIONLAB_WORKSPACE": str(ws), "PYTHONUNBUFFERED": "1"}
     args = [sys.executable, str(REPO / "experiments" / "train_multimodal.py"), "--config", "m4", "--preset", "tiny",
             "--data", str(m4_data.root), "--run-name", "resume-me", "--no-eval", "--num-cpus", "2",
-            "total_tokens=0.2", "save_ckpt_freq=0.04", "eval_freq=0.1"]  # 98 steps, a checkpoint every 20
+            "total_tokens=0.12", "save_ckpt_freq=0.04", "eval_freq=0.12"]  # 59 steps, a checkpoint every 20
     log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
@@ -163,21 +161,21 @@ def test_resume_after_the_process_is_killed(m4_data: PreparedData, tmp_path: Pat
     os.killpg(first.pid, signal.SIGKILL)  # the driver, its Ray and the worker, mid-run
     first.wait(timeout=60)
     done = read_state(_checkpoints(ws, "resume-me")[-1]).step
-    assert 0 < done < 98
+    assert 0 < done < 59
     second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     out = second.stdout + second.stderr
     resumed_at = int(out.split("resuming from step ")[1].split()[0])
     # the last checkpoint the controller registered before the kill (the newest one on disk, or the one before)
     assert 0 < resumed_at <= done and resumed_at % 20 == 0
-    assert "finished at step 98" in second.stdout
+    assert "finished at step 59" in second.stdout
     client = MlflowClient(Workspace(ws).mlflow_uri)
     run_id = find_run(client, "multimodal", "resume-me")
     runs = client.search_runs([client.get_experiment_by_name("multimodal").experiment_id])
     assert [r.data.tags[RUN_NAME_TAG] for r in runs] == ["resume-me"]  # the same MLflow run, not a second one
     assert client.get_run(run_id).info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run_id, "tokens_seen")]
-    assert max(steps) == 98 and min(steps) < resumed_at  # one history across both processes
+    assert max(steps) == 59 and min(steps) < resumed_at  # one history across both processes
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])

@@ -13,24 +13,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from motionlab.config import load_config
-from motionlab.pipelines.penn_action import PipelineSettings, prepare_penn_action
-from motionlab.training.data import PreparedData
 from motionlab.training.runner import TrainSettings, fit
 from motionlab.training.schedule import MILLION, TokenSchedule
 from motionlab.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 STEPS = 6
-
-
-@pytest.fixture(scope="module")
-def small_source(tmp_path_factory) -> Path:
-    """Ten short generated videos: enough for a train, an eval and a test video."""
-    from motionlab.datasets.synth_penn import synth_penn_action
-
-    root = tmp_path_factory.mktemp("penn-small") / "penn_action"
-    synth_penn_action(root, videos=10, seed=11, size=(120, 160), frames=(18, 26))
-    return root
 
 
 def few_steps(name: str) -> list[str]:
@@ -41,27 +29,14 @@ def few_steps(name: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def tokens(ray_local, small_source: Path, workspace: Workspace, fsq_steps: int, tmp_path_factory):
-    """Prepared datasets by config, each prepared once: M1 trains on M2's tokens (its modalities, lengths and
-    vocabularies are a subset of M2's) and M4 on M3's (the same layout), as a user may point --data at them."""
-    made: dict[str, PreparedData] = {}
-
-    def get(name: str) -> PreparedData:
-        source_cfg = {"m1": "m2", "m4": "m3"}.get(name, name)
-        if source_cfg not in made:
-            out = tmp_path_factory.mktemp(f"tokens-{source_cfg}")
-            prepare_penn_action(small_source, load_config(source_cfg, preset="tiny"), out, workspace,
-                                PipelineSettings(fsq_steps=fsq_steps))
-            made[source_cfg] = out
-        return PreparedData.open(made[source_cfg], load_config(name, preset="tiny"))
-
-    return get
+def tokens(ray_local, prepared_tokens):
+    return prepared_tokens
 
 
 @pytest.mark.parametrize("name", ["m1", "m2", "m3", "m4"])
 def test_variant_trains_evaluates_and_draws(name: str, tokens, tmp_path: Path) -> None:
     cfg = load_config(name, preset="tiny", overrides=few_steps(name))
-    data = tokens(name)
+    data = tokens(name)  # M1 on M2's tokens, M3 and M4 on one shared set
     ws = Workspace(tmp_path / "ws").ensure()
     outcome = fit(cfg, data, ws, TrainSettings(local_mode=True, max_failures=0, samples=1))
     assert outcome.metrics["step"] == STEPS

@@ -134,7 +134,8 @@ def cmd_train_multimodal(args: argparse.Namespace) -> int:
 
 def ui_hint(workspace: Workspace) -> str:
     return (f"open the runs: `make ui` (or `mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "
-            f"{workspace.mlflow_uri}`), then http://127.0.0.1:5000")
+            f"{workspace.mlflow_uri}`), then http://127.0.0.1:5000/#/experiments?workflowType=machine_learning "
+            "(the 'Model training' view)")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -191,11 +192,25 @@ def cmd_sweep_alphas(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the embedded default: generated data -> M4-tiny tokens -> a tiny M4 training."""
-    # The commands' own defaults, so the demo never drifts from what users run.
-    train = build_parser().parse_args(["train", "multimodal", "--config", "m4", "--preset", "tiny"])
-    train.workspace = args.workspace
-    return cmd_train_multimodal(train)
+    """The main job on the embedded default: generated data -> M4-tiny tokens -> a tiny M4 training with its
+    evaluation and GIFs -> the smoke sweep of M4's alphas and lr -> the comparison report."""
+    from motionlab.raycluster import init_ray
+
+    # one Ray for every step, with the dashboard the sweep's early stopping needs
+    init_ray(include_dashboard=True)
+    # the commands' own defaults, so the demo never drifts from what users run
+    steps = (["train", "multimodal", "--config", "m4", "--preset", "tiny"],
+             ["sweep", "alphas", "--variant", "m4", "--preset", "smoke"],
+             ["report"])
+    for argv in steps:
+        print(f"== motionlab {' '.join(argv)}")
+        step = build_parser().parse_args(argv)
+        step.workspace = args.workspace
+        rc = step.func(step)
+        if rc:
+            return rc
+    print(ui_hint(Workspace.resolve(args.workspace)))
+    return 0
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -290,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (ignored on a cluster)")
     sa.set_defaults(func=cmd_sweep_alphas)
 
-    demo = sub.add_parser("demo", help="generate data, prepare M4-tiny tokens, train and evaluate a tiny M4")
+    demo = sub.add_parser("demo", help="generate data, prepare tokens, train a tiny M4, a smoke sweep, the report")
     demo.set_defaults(func=cmd_demo)
     return parser
 
