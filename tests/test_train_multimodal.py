@@ -149,9 +149,10 @@ def _checkpoints(ws: Path, run: str) -> list[Path]:
 def test_resume_after_the_process_is_killed(m4_data: PreparedData, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     env = {**os.environ, "MOTIONLAB_WORKSPACE": str(ws), "PYTHONUNBUFFERED": "1"}
+    # 59 steps, a checkpoint every 20
     args = [sys.executable, str(REPO / "experiments" / "train_multimodal.py"), "--config", "m4", "--preset", "tiny",
             "--data", str(m4_data.root), "--run-name", "resume-me", "--no-eval", "--num-cpus", "2",
-            "total_tokens=0.12", "save_ckpt_freq=0.04", "eval_freq=0.12"]  # 59 steps, a checkpoint every 20
+            "total_tokens=0.12", "warmup_tokens=0.01", "save_ckpt_freq=0.04", "eval_freq=0.12"]
     log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
