@@ -189,3 +189,15 @@ def test_mixed_precision_trains(dtype: str, m4_data: PreparedData, tmp_path: Pat
     assert outcome.metrics["step"] == 5 and np.isfinite(outcome.metrics["train/loss"])
     trainer_state = torch.load(outcome.checkpoint / "trainer.pt", weights_only=True)
     assert ("scaler" in trainer_state) == (dtype == "fp16")
+
+
+def test_a_diverging_run_fails_with_its_reason_and_is_not_retried(m4_data: PreparedData, tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws").ensure()
+    cfg = load_config("m4", preset="tiny", overrides=QUICK)
+    with pytest.raises(FloatingPointError, match="train loss is nan at step 3"):
+        fit(cfg, m4_data, ws, TrainSettings(local_mode=True, evaluate=False, max_failures=2, poison_at_step=3))
+    client = MlflowClient(ws.mlflow_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("multimodal").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["motionlab.failure"] == "FloatingPointError: train loss is nan at step 3; lower lr or use fp32"
+    assert max(m.step for m in client.get_metric_history(run.info.run_id, "train/loss")) <= 3

@@ -177,6 +177,15 @@ def evaluate(model: FourM, batches: list[dict[str, np.ndarray]], cfg: Experiment
     return out
 
 
+def diverged(loss_value: float, world: int) -> bool:
+    """True on every rank when any rank's loss is not finite, so all ranks stop at the same step (no rank is
+    left waiting in an all-reduce)."""
+    bad = torch.tensor([0.0 if math.isfinite(loss_value) else 1.0])
+    if world > 1:
+        torch.distributed.all_reduce(bad)
+    return bool(bad.item() > 0)
+
+
 def _eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -255,8 +264,12 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
         if opts.poison_at_step is not None and step >= opts.poison_at_step:
             loss = loss * float("nan")
         loss_value = loss.item()
-        if not math.isfinite(loss_value):  # before the update, so the last checkpoint's weights stay sane
-            raise FloatingPointError(f"train loss is {loss_value} at step {step}; lower lr or use fp32")
+        if diverged(loss_value, world):  # before the update, so the last checkpoint's weights stay sane
+            # a NaN comes back after every restart: end the run cleanly (no FailureConfig retries) and let
+            # the driver mark it failed with the reason
+            reason = f"train loss is {loss_value} at step {step}; lower lr or use fp32"
+            print(f"diverged: {reason}", flush=True)
+            return {"step": step, "start_step": start_step, "world_size": world, "diverged": reason}
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

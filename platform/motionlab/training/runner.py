@@ -37,6 +37,7 @@ class TrainSettings:
     samples: int = 8  # generated samples (GIFs) after training
     fail_at_step: int | None = None  # fault drill, see LoopOptions
     fail_marker: str | None = None
+    poison_at_step: int | None = None  # fault drill, see LoopOptions
     extra_tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -104,6 +105,7 @@ def fit(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
           f"{settings.experiment}, tracking {uri})")
     opts = LoopOptions(mlflow_uri=uri, run_id=run_id, text_eos=data.text_eos(),
                        fail_at_step=settings.fail_at_step, fail_marker=settings.fail_marker,
+                       poison_at_step=settings.poison_at_step,
                        keep_dir=str(workspace.ray_storage / run_name / "final") if settings.local_mode else None)
     trainer = build_trainer(cfg, data, opts, run_name, workspace.ray_storage, settings.max_failures,
                             settings.local_mode)
@@ -113,6 +115,11 @@ def fit(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
     except Exception:
         logger.client.set_terminated(run_id, status="FAILED")
         raise
+    returned = dict(result.return_value or {})
+    if "diverged" in returned:
+        logger.tags({"motionlab.failure": f"FloatingPointError: {returned['diverged']}"})
+        logger.client.set_terminated(run_id, status="FAILED")
+        raise FloatingPointError(f"run {run_name}: {returned['diverged']}")
     if result.checkpoint is None:
         logger.client.set_terminated(run_id, status="FAILED")
         raise RuntimeError(f"run {run_name} ended without a checkpoint; see the log above")

@@ -99,7 +99,9 @@ def run_trial(params: dict[str, float], base: ExperimentConfig, data_root: str, 
     trainer = build_trainer(cfg, data, opts, trial_run_name(sweep, trial_id), Path(storage), max_failures,
                             callbacks=[TuneReportCallback()])
     try:
-        trainer.fit()
+        result = trainer.fit()
+        if "diverged" in (result.return_value or {}):
+            raise FloatingPointError(result.return_value["diverged"])
     except Exception as e:
         # the driver's TrialRuns records the root cause on the trial's MLflow run
         failure_file(Path(storage), trial_id).write_text(root_cause(e))
