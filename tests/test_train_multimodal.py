@@ -143,7 +143,8 @@ def test_killed_worker_recovers_from_its_last_checkpoint(trained) -> None:
 
 
 def _checkpoints(ws: Path, run: str) -> list[Path]:
-    return sorted((ws / "ray" / run).glob("checkpoint_*"))
+    # checkpoint folders only: Train also keeps its checkpoint_manager_snapshot.json there
+    return sorted(p for p in (ws / "ray" / run).glob("checkpoint_*") if p.is_dir())
 
 
 def test_resume_after_the_process_is_killed(m4_data: PreparedData, tmp_path: Path) -> None:
