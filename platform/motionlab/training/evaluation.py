@@ -33,7 +33,6 @@ from motionlab.training.metrics import frame_ssim, pose_errors
 
 EVAL_BATCH = 64
 MAX_DECODED_FRAMES = 64  # frames decoded through the image tokenizer for SSIM: enough for a stable mean
-ROLLOUT_STEPS = 6  # the team's M3 report chains six predictions
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,11 @@ def next_frame_metrics(model: FourM, cfg: ExperimentConfig, data: PreparedData, 
 
 def evaluate_checkpoint(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path) -> dict[str, float]:
     """Every test metric of one checkpoint (see the module docstring)."""
-    model = load_model(checkpoint)
+    return evaluate_model(load_model(checkpoint), cfg, data)
+
+
+def evaluate_model(model: FourM, cfg: ExperimentConfig, data: PreparedData) -> dict[str, float]:
+    """Every test metric of a loaded model."""
     test = data.read_pandas("test")
     eos = data.text_eos()
     return {**masked_losses(model, cfg, test, eos), **next_frame_metrics(model, cfg, data, test, eos)}
@@ -190,7 +193,8 @@ def finish_run(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, uri:
 
     client = MlflowClient(uri)
     state = read_state(checkpoint)
-    metrics = evaluate_checkpoint(cfg, data, checkpoint)
+    model = load_model(checkpoint)  # once: metrics, GIFs and the logged model share it
+    metrics = evaluate_model(model, cfg, data)
     finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
     from motionlab.tracking.runs import RunLogger, using_tracking_uri
 
@@ -200,11 +204,11 @@ def finish_run(cfg: ExperimentConfig, data: PreparedData, checkpoint: Path, uri:
         folder = Path(tmp)
         for path in loss_curve_artifacts(client, run_id, folder):
             client.log_artifact(run_id, str(path), "plots")
-        for path in write_sample_gifs(load_model(checkpoint), cfg, data, folder / "gifs", samples=samples):
+        for path in write_sample_gifs(model, cfg, data, folder / "gifs", samples=samples):
             client.log_artifact(run_id, str(path), "gifs")
     with using_tracking_uri(uri), mlflow.start_run(run_id=run_id):
         # pickle: the pt2 default would trace forward() over a dict of tensors it needs an example for
-        mlflow.pytorch.log_model(load_model(checkpoint), name="model", serialization_format="pickle",
+        mlflow.pytorch.log_model(model, name="model", serialization_format="pickle",
                                  pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "motionlab"],
                                  step=state.step)
     return finite
