@@ -172,7 +172,7 @@ def test_tiny_preset_is_small_and_consistent(stem: str) -> None:
     assert (cfg.data.pose_bins, cfg.data.text_vocab_size) == (1024, 1024)
     assert (cfg.model.dim, cfg.model.enc_depth, cfg.model.dec_depth, cfg.model.head_dim) == (128, 2, 2, 32)
     assert cfg.batch_size == 16
-    assert (cfg.total_tokens, cfg.warmup_tokens, cfg.eval_freq, cfg.save_ckpt_freq) == (2, 0.2, 0.5, 1)
+    assert (cfg.total_tokens, cfg.warmup_tokens, cfg.eval_freq, cfg.save_ckpt_freq) == (1, 0.1, 0.1, 0.5)
     assert all(v == 1024 for v in cfg.vocab_sizes)
     for name, length in cfg.lengths().items():
         kind = modalities.get(name).kind

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from motionlab.config import load_config
 from motionlab.tracking.runs import KIND_TAG, PARENT_TAG, RUN_NAME_TAG, SWEEP_TAG
 from motionlab.training.data import PreparedData
-from motionlab.tuning.mlflow_trials import FAILURE_TAG
+from motionlab.tuning.mlflow_trials import FAILURE_TAG, STOPPED_TAG
 from motionlab.tuning.space import SearchSpace, trial_config, trial_overrides
 from motionlab.tuning.sweep import BEST_CONFIG, SweepSettings, run_sweep
 from motionlab.workspace import Workspace
@@ -40,6 +40,13 @@ def test_trial_parameters_become_config_overrides() -> None:
     assert trial.input_alphas == [1.5, 0.25, 0.5, 0.5] and trial.lr == 3e-4
     assert trial.preset == "smoke" and trial.model == cfg.model  # everything else is the base config
     assert space.describe(cfg) == {"space.alphas": "loguniform(0.2, 5)", "space.lr": "loguniform(0.0002, 0.02)"}
+    # the base config as a trial: its own values, clipped into the space, which turn back into the base config
+    base = space.base_point(cfg)
+    assert base["input_alphas.tok_rgb"] == 1.5 and base["input_alphas.tok_rgb_next"] == 0.5 and base["lr"] == cfg.lr
+    narrow = SearchSpace(alpha_range=(1.0, 5.0), lr_range=(1e-2, 1e-1)).base_point(cfg)
+    assert narrow["input_alphas.tok_rgb_next"] == 1.0 and narrow["lr"] == 1e-2
+    same = trial_config(cfg, base)
+    assert (same.input_alphas, same.target_alphas, same.lr) == (cfg.input_alphas, cfg.target_alphas, cfg.lr)
 
 
 @pytest.fixture(scope="module")
@@ -54,42 +61,54 @@ def child_runs(client: MlflowClient, sweep: str) -> list:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_sweep_records_trials_failures_and_the_best_config(smoke_data: PreparedData, tmp_path: Path) -> None:
+def test_sweep_records_failures_early_stops_and_the_best_config(smoke_data: PreparedData, tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws").ensure()
     cfg = load_config("m4", preset="smoke", overrides=QUICK)
-    # trial 1 diverges (its loss turns NaN at step 5); trial 2's worker dies at step 15 and resumes at step 10
-    settings = SweepSettings(name="sw", num_samples=3, seed=1, scheduler="fifo",
+    space = SearchSpace(lr_range=(1e-5, 1e-2))
+    base = space.base_point(cfg)
+    starved = {**base, "lr": 1e-5}  # barely moves in 20 steps: ASHA must stop it at its first rung
+    # trial 1 diverges (its loss turns NaN at step 5); trial 2's worker dies at step 15 and resumes at step 10;
+    # trial 3 lags trial 2 at the rung of step 20 (two evaluations) and is stopped there
+    settings = SweepSettings(name="sw", num_samples=3, seed=1, scheduler="asha", space=space,
+                             start_points=(base, base, starved),
                              drills={1: {"poison_at_step": 5}, 2: {"fail_at_step": 15}})
     outcome = run_sweep(cfg, smoke_data, ws, settings)
     assert (outcome.trials, outcome.errored) == (3, 1)
     client = MlflowClient(ws.mlflow_uri)
     runs = child_runs(client, "sw")
     parent = [r for r in runs if r.data.tags[KIND_TAG] == "sweep"]
-    trials = [r for r in runs if r.data.tags[KIND_TAG] == "trial"]
+    trials = sorted((r for r in runs if r.data.tags[KIND_TAG] == "trial"), key=lambda r: r.info.start_time)
     assert len(parent) == 1 and parent[0].info.run_id == outcome.parent_run_id
     assert parent[0].info.status == "FINISHED" and parent[0].data.params["search"] == "tpe"
+    assert parent[0].data.params["start_points"] == "3"
     assert len(trials) == 3 and all(t.data.tags[PARENT_TAG] == outcome.parent_run_id for t in trials)
-    statuses = sorted(t.info.status for t in trials)
-    assert statuses == ["FAILED", "FINISHED", "FINISHED"]
-    failed = next(t for t in trials if t.info.status == "FAILED")
-    assert "train loss is nan at step 5" in failed.data.tags[FAILURE_TAG]
-    finished = [t for t in trials if t.info.status == "FINISHED"]
-    for t in finished:
-        # params are the trial's whole config: its sampled alphas, not the base ones
-        alphas = json.loads(t.data.params["input_alphas"])
-        assert len(alphas) == 4 and alphas != cfg.input_alphas
-        steps = [m.step for m in client.get_metric_history(t.info.run_id, "eval/loss")]
-        assert steps == [0, 10, 20, 25]  # before training, then every 10 steps and at the end
+    diverged, killed, stopped = trials
+    assert [t.info.status for t in trials] == ["FAILED", "FINISHED", "FINISHED"]
+    assert "train loss is nan at step 5" in diverged.data.tags[FAILURE_TAG]
+    for t, point in zip(trials, (base, base, starved), strict=True):
+        # params are the trial's whole config: the start point's alphas and lr, not the searcher's
+        assert json.loads(t.data.params["input_alphas"]) == [round(point[f"input_alphas.{m}"], 6)
+                                                             for m in cfg.modalities]
+        assert float(t.data.params["lr"]) == pytest.approx(point["lr"], rel=1e-5)
+
+    def eval_steps(run) -> list[int]:
+        return [m.step for m in client.get_metric_history(run.info.run_id, "eval/loss")]
+
     # the killed trial finished its schedule from the checkpoint of step 10
-    killed = list((ws.ray_storage / "sweeps" / "sw-trials").glob("*.killed"))
-    assert len(killed) == 1 and killed[0].read_text() == "killed at step 15\n"
-    best = min(finished, key=lambda t: t.data.metrics["eval/loss"])
-    assert outcome.best_loss == pytest.approx(best.data.metrics["eval/loss"], rel=1e-6)
+    assert eval_steps(killed) == [0, 10, 20, 25]  # before training, then every 10 steps and at the end
+    markers = list((ws.ray_storage / "sweeps" / "sw-trials").glob("*.killed"))
+    assert len(markers) == 1 and markers[0].read_text() == "killed at step 15\n"
+    assert STOPPED_TAG not in killed.data.tags
+    # ASHA stopped the starved trial at its first rung: a result, recorded as such, not a failure
+    assert eval_steps(stopped) == [0, 10, 20]
+    assert stopped.data.tags[STOPPED_TAG] == "at step 20 of 25"
+    assert stopped.data.metrics["eval/loss"] > killed.data.metrics["eval/loss"] + 0.2
+    assert outcome.best_loss == pytest.approx(killed.data.metrics["eval/loss"], rel=1e-6)
     artifacts = [a.path for a in client.list_artifacts(outcome.parent_run_id)]
     assert BEST_CONFIG in artifacts
     best_cfg = load_config(outcome.best_config)
-    assert best_cfg.input_alphas == json.loads(best.data.params["input_alphas"])
-    assert best_cfg.lr == pytest.approx(float(best.data.params["lr"]))
+    assert best_cfg.input_alphas == json.loads(killed.data.params["input_alphas"])
+    assert best_cfg.lr == pytest.approx(float(killed.data.params["lr"]))
 
 
 @pytest.mark.slow

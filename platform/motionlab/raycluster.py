@@ -8,7 +8,9 @@ from pathlib import Path
 import ray
 
 # Loopback-only local clusters: no usage reporting, no token auth (see README "Security" for clusters).
-LOCAL_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+# Train V2 patches workers' print to log through Train's logger and, when stdout is redirected (as in every Ray
+# worker), tees it as well: each training log line reached the driver twice.
+LOCAL_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
 
 
 def init_ray(

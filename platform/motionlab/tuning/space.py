@@ -34,6 +34,15 @@ class SearchSpace:
         space["lr"] = tune.loguniform(*self.lr_bounds(cfg))
         return space
 
+    def base_point(self, cfg: ExperimentConfig) -> dict[str, float]:
+        """The config's own alphas and lr as a trial, clipped into the space, so a sweep measures its baseline."""
+        low, high = self.alpha_range
+        point = {f"{field}.{m}": min(max(float(getattr(cfg, field)[i]), low), high)
+                 for field in ALPHA_FIELDS for i, m in enumerate(cfg.modalities)}
+        lr_low, lr_high = self.lr_bounds(cfg)
+        point["lr"] = min(max(float(cfg.lr), lr_low), lr_high)
+        return point
+
     def describe(self, cfg: ExperimentConfig) -> dict[str, str]:
         """The space as MLflow params of the sweep's parent run."""
         lr_low, lr_high = self.lr_bounds(cfg)

@@ -55,6 +55,9 @@ class SweepSettings:
     search: str = "tpe"  # "tpe" (Optuna TPE) or "random" (Optuna's random sampler: the baseline)
     scheduler: str = "asha"  # "asha" or "fifo" (every trial runs to the end)
     space: SearchSpace = field(default_factory=SearchSpace)
+    # trials evaluated before the searcher proposes any (Optuna's enqueued trials); None: the base config's own
+    # alphas and lr, so every sweep also measures the config it set out to improve
+    start_points: tuple[dict[str, float], ...] | None = None
     resume: bool = False
     trial_max_failures: int = 1  # worker-group restarts of one trial from its checkpoint
     experiment: str = EXPERIMENT_MULTIMODAL
@@ -108,14 +111,20 @@ def run_trial(params: dict[str, float], base: ExperimentConfig, data_root: str, 
         raise
 
 
-def _searcher(settings: SweepSettings) -> OptunaSearch:
+def _start_points(settings: SweepSettings, cfg: ExperimentConfig) -> list[dict[str, float]]:
+    if settings.start_points is None:
+        return [settings.space.base_point(cfg)]
+    return [dict(p) for p in settings.start_points]
+
+
+def _searcher(settings: SweepSettings, cfg: ExperimentConfig) -> OptunaSearch:
     if settings.search == "tpe":
         sampler = optuna.samplers.TPESampler(seed=settings.seed)
     elif settings.search == "random":
         sampler = optuna.samplers.RandomSampler(seed=settings.seed)
     else:
         raise ValueError(f"unknown search '{settings.search}'; use 'tpe' or 'random'")
-    return OptunaSearch(metric=METRIC, mode=MODE, sampler=sampler)
+    return OptunaSearch(metric=METRIC, mode=MODE, sampler=sampler, points_to_evaluate=_start_points(settings, cfg))
 
 
 def _scheduler(settings: SweepSettings, schedule: TokenSchedule):
@@ -140,6 +149,7 @@ def _parent_run(client: MlflowClient, settings: SweepSettings, cfg: ExperimentCo
     run = client.create_run(exp_id, run_name=name, tags=tags)
     params = {"search": settings.search, "scheduler": settings.scheduler, "num_samples": str(settings.num_samples),
               "max_concurrent": str(settings.max_concurrent), "seed": str(settings.seed), "metric": METRIC,
+              "start_points": str(len(_start_points(settings, cfg))),
               **settings.space.describe(cfg)}
     for key, value in params.items():
         client.log_param(run.info.run_id, key, value)
@@ -175,10 +185,11 @@ def run_sweep(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
         callback = TrialRuns(uri, settings.experiment, parent, name, cfg,
                              {"data_manifest": data.digest, "data_dir": str(data.root)}, schedule.total_steps,
                              trials_storage, workspace.mlflow_artifacts)
+        searcher = ConcurrencyLimiter(_searcher(settings, cfg), settings.max_concurrent)
         tuner = tune.Tuner(
             trainable,
             param_space=settings.space.param_space(cfg),
-            tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(_searcher(settings), settings.max_concurrent),
+            tune_config=tune.TuneConfig(search_alg=searcher,
                                         scheduler=_scheduler(settings, schedule), num_samples=settings.num_samples,
                                         max_concurrent_trials=settings.max_concurrent),
             run_config=tune.RunConfig(name=name, storage_path=str(root), callbacks=[callback],
