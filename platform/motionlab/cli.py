@@ -50,6 +50,15 @@ def cmd_synth_penn(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth_kit(args: argparse.Namespace) -> int:
+    from motionlab.datasets.synth_kit import synth_kit_ml
+
+    ids = synth_kit_ml(Path(args.out), motions=args.motions, seed=args.seed, mocap=args.mocap)
+    extra = " (with the pybullet motion-capture clips)" if args.mocap else ""
+    print(f"wrote {len(ids)} motions{extra} to {args.out} in the KIT-ML layout")
+    return 0
+
+
 def _tokens_dir(workspace: Workspace, cfg) -> Path:
     return workspace.tokens / (cfg.name + (f"-{cfg.preset}" if cfg.preset else ""))
 
@@ -240,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     penn.add_argument("--labels", default=None, help="render frames from these real label files instead")
     penn.add_argument("--seed", type=int, default=0)
     penn.set_defaults(func=cmd_synth_penn)
+    kit = synth.add_parser("kit-ml", help="procedural 21-joint motions and captions in the KIT-ML layout")
+    kit.add_argument("--out", required=True)
+    kit.add_argument("--motions", type=int, default=64, help="procedural motions")
+    kit.add_argument("--mocap", action="store_true", help="add the 15 motion-capture clips shipped with pybullet")
+    kit.add_argument("--seed", type=int, default=0)
+    kit.set_defaults(func=cmd_synth_kit)
 
     prepare = sub.add_parser("prepare", help="tokenise a dataset with Ray Data").add_subparsers(dest="dataset",
                                                                                              required=True)
