@@ -340,6 +340,7 @@ def _workspace_first(argv: list[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from motionlab.config import ConfigError
+    from motionlab.datasets.motion import MotionDataError
     from motionlab.datasets.penn_action import PennActionError
 
     parser = build_parser()
@@ -351,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
-    except (ConfigError, PennActionError) as err:
+    except (ConfigError, PennActionError, MotionDataError) as err:
         print(f"motionlab: error: {err}", file=sys.stderr)
         return 2
 
