@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from motionlab.datasets.motion_features import KIT, joints_to_features, recover_joints
+from motionlab.datasets.motion_features import KIT, MotionDatasetSpec, joints_to_features, recover_joints
 
 FPS = KIT.fps
 UNITS_PER_METRE = 1.0 / KIT.metres_per_unit  # the one place metres become KIT units
@@ -602,7 +602,8 @@ def captions_for(recipe: Recipe, rng: np.random.Generator) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 # Writing the layout.
 
-def feature_stats(features: list[np.ndarray], spec=KIT, floor: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def feature_stats(features: list[np.ndarray], spec: MotionDatasetSpec = KIT,
+                  floor: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
     """Mean and Std as the public text-to-motion code computes them: per column means, and one
     standard deviation per feature group (each root channel, ric, rot, vel, feet) so that
     columns that are constant within a group (the root's own ric x) do not divide by zero."""
