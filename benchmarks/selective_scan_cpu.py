@@ -41,7 +41,7 @@ from dataclasses import dataclass
 ROWS = {  # name -> (label, default timed reps after the untimed first step)
     "cpp": ("motionlab cpp", 5),
     "torch": ("motionlab torch", 2),
-    "mambapy": ("mambapy", 1),
+    "mambapy": ("mambapy", 2),
     "reference": ("transformers reference", 0),
 }
 SAMPLE_S = 0.001
@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--d-state", type=int, default=32)
     parser.add_argument("--expand", type=int, default=2)
     parser.add_argument("--reps", type=int, default=None,
-                        help="timed steps after the first, for every row (default: 5 cpp, 2 torch, 1 mambapy, "
+                        help="timed steps after the first, for every row (default: 5 cpp, 2 torch, 2 mambapy, "
                              "0 reference)")
     parser.add_argument("--only", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
     parser.add_argument("--no-checks", dest="checks", action="store_false",

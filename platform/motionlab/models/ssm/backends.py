@@ -113,10 +113,10 @@ class _CppScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
-                z: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool) -> Tensor:
-        ext = load_extension()
-        save = any(ctx.needs_input_grad)
-        out, ckpt = ext.forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save)
+                z: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool, save_states: bool) -> Tensor:
+        # save_states comes from the caller: inside forward grad mode is always off, and needs_input_grad
+        # stays True under torch.no_grad()
+        out, ckpt = load_extension().forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt)
         ctx.delta_softplus = delta_softplus
         return out
@@ -128,7 +128,7 @@ class _CppScan(torch.autograd.Function):
         grads = load_extension().backward(u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, ckpt, gout)
         gu, gdelta, gA, gB, gC, gD, gz, gbias = grads
         return (gu, gdelta, gA, gB, gC, gD if D is not None else None, gz if z is not None else None,
-                gbias if delta_bias is not None else None, None)
+                gbias if delta_bias is not None else None, None, None)
 
 
 def _torch_chunk(h: Tensor, u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
@@ -196,7 +196,8 @@ def selective_scan(
     dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
     cast = [None if t is None else t.to(dtype) for t in (u, delta, A, B, C, D, z, delta_bias)]
     if name == "cpp":
-        out = _CppScan.apply(*cast, delta_softplus)
+        save_states = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in cast)
+        out = _CppScan.apply(*cast, delta_softplus, save_states)
     else:
         out = _scan_torch(*cast, delta_softplus)
     return out.to(u.dtype)

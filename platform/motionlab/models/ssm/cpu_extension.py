@@ -76,7 +76,7 @@ def _build(verbose: bool) -> ModuleType:
 
 
 def load_extension(verbose: bool = False) -> ModuleType | None:
-    """The compiled scan, built on the first call of the process (seconds when cached, about a minute cold).
+    """The compiled scan, built on the first call of a process (a second when cached, 25 to 30 s cold on 2 cores).
 
     Returns None, after logging why once, when it cannot be built; `extension_error()` then says why.
     """
