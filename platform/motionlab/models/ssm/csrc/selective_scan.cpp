@@ -10,6 +10,8 @@
 // (batch, channel) and writes only the outputs plus one state every kChunk steps; the backward recomputes
 // each chunk's states from its checkpoint, in a small per-thread buffer, and walks it in reverse. Nothing of
 // size B x L x D x N is ever allocated, which is what makes tensor-level scans slow and memory hungry.
+// The per-step scalar work (softplus, the gate, their derivatives) runs in separate loops over time that the
+// compiler vectorises, so the sequential loop holds nothing but the N-wide state update.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -22,21 +24,12 @@ namespace {
 
 constexpr int64_t kChunk = 64;       // steps between stored states; the backward recomputes within a chunk
 constexpr double kSoftplusMax = 20;  // torch.nn.functional.softplus's threshold: above it softplus(x) = x
+constexpr double kExpMax = 80;  // exp arguments are clamped here: -ffast-math assumes no infinities
 constexpr int64_t kMinTaskWork = 1 << 15;  // state updates per thread below which threads cost more than they save
 
 // Tasks per thread hand-off, so small problems (tests, short sequences) run inline without waking threads.
 inline int64_t grain(int64_t work_per_task) {
   return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, work_per_task));
-}
-
-template <typename T>
-inline T softplus(T x) {
-  return x <= T(kSoftplusMax) ? std::log1p(std::exp(x)) : x;
-}
-
-template <typename T>
-inline T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
 }
 
 struct Shape {
@@ -56,10 +49,21 @@ struct Inputs {
   bool softplus_dt;
 };
 
+// Softplus'd time steps of one (batch, channel) row, t0 <= t < t1, in a loop the compiler vectorises.
 template <typename T>
-inline T step_dt(const Inputs<T>& in, int64_t row, int64_t d, int64_t t, int64_t len) {
-  T dt = in.delta[row * len + t] + (in.bias ? in.bias[d] : T(0));
-  return in.softplus_dt ? softplus(dt) : dt;
+inline void row_dt(const Inputs<T>& in, int64_t row, int64_t d, int64_t t0, int64_t t1, int64_t len, T* dt) {
+  const T bias = in.bias ? in.bias[d] : T(0);
+  const T* delta = in.delta + row * len;
+  if (in.softplus_dt) {
+#pragma omp simd
+    for (int64_t t = t0; t < t1; ++t) {
+      const T v = delta[t] + bias;
+      dt[t - t0] = v <= T(kSoftplusMax) ? std::log1p(std::exp(std::min(v, T(kSoftplusMax)))) : v;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t t = t0; t < t1; ++t) dt[t - t0] = delta[t] + bias;
+  }
 }
 
 // out: (B, D, L); ckpt: (B, D, nchunks, N) or null (no backward coming).
@@ -67,18 +71,20 @@ template <typename T>
 void scan_forward(const Inputs<T>& in, const Shape& s, T* out, T* ckpt) {
   const int64_t N = s.nstate, L = s.len;
   at::parallel_for(0, s.batch * s.dim, grain(L * N), [&](int64_t begin, int64_t end) {
-    std::vector<T> h(N);
+    std::vector<T> h(N), dts(L);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / s.dim, d = row % s.dim;
       const T* A = in.A + d * N;
       const T Dd = in.D ? in.D[d] : T(0);
+      const T* u = in.u + row * L;
+      T* y = out + row * L;
       std::fill(h.begin(), h.end(), T(0));
+      row_dt(in, row, d, 0, L, L, dts.data());
       T* hp = h.data();
       for (int64_t t = 0; t < L; ++t) {
         if (ckpt && t % kChunk == 0) std::copy(hp, hp + N, ckpt + (row * s.nchunks + t / kChunk) * N);
-        const T dt = step_dt(in, row, d, t, L);
-        const T x = in.u[row * L + t];
-        const T dtx = dt * x;
+        const T dt = dts[t];
+        const T dtx = dt * u[t];
         const T* Bn = in.Bt + (b * L + t) * N;
         const T* Cn = in.Ct + (b * L + t) * N;
         T acc = 0;
@@ -88,13 +94,17 @@ void scan_forward(const Inputs<T>& in, const Shape& s, T* out, T* ckpt) {
           hp[n] = hn;
           acc += hn * Cn[n];
         }
-        const T y = acc + Dd * x;
-        if (in.z) {
-          const T zt = in.z[row * L + t];
-          out[row * L + t] = y * zt * sigmoid(zt);
-        } else {
-          out[row * L + t] = y;
+        y[t] = acc;
+      }
+      if (in.z) {
+        const T* z = in.z + row * L;
+#pragma omp simd
+        for (int64_t t = 0; t < L; ++t) {
+          y[t] = (y[t] + Dd * u[t]) * z[t] / (T(1) + std::exp(std::min(-z[t], T(kExpMax))));  // y * silu(z)
         }
+      } else {
+#pragma omp simd
+        for (int64_t t = 0; t < L; ++t) y[t] += Dd * u[t];
       }
     }
   });
@@ -121,7 +131,7 @@ void scan_backward(const Inputs<T>& in, const Shape& s, const T* ckpt, const T* 
   T* gbias_all = g.bias_part.data_ptr<T>();
 
   at::parallel_for(0, s.batch * groups, grain(per_group * L * N), [&](int64_t begin, int64_t end) {
-    std::vector<T> hs((K + 1) * N), dAs(K * N), dts(K), ys(K), gh(N), gA(N);
+    std::vector<T> hs((K + 1) * N), dAs(K * N), dts(K), ys(K), gys(K), dsp(K), gh(N), gA(N);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / groups, grp = task % groups;
       T* gB = gB_all + (grp * s.batch + b) * L * N;
@@ -131,6 +141,9 @@ void scan_backward(const Inputs<T>& in, const Shape& s, const T* ckpt, const T* 
         const int64_t row = b * s.dim + d;
         const T* A = in.A + d * N;
         const T Dd = in.D ? in.D[d] : T(0);
+        const T bias = in.bias ? in.bias[d] : T(0);
+        const T* u = in.u + row * L;
+        const T* go = gout + row * L;
         std::fill(gh.begin(), gh.end(), T(0));
         std::fill(gA.begin(), gA.end(), T(0));
         T gD = 0, gbias = 0;
@@ -138,11 +151,11 @@ void scan_backward(const Inputs<T>& in, const Shape& s, const T* ckpt, const T* 
           const int64_t t0 = c * K, steps = std::min(L, t0 + K) - t0;
           // Recompute this chunk's states h_{t0-1} .. h_{t0+steps-1} from its checkpoint.
           std::copy(ckpt + (row * s.nchunks + c) * N, ckpt + (row * s.nchunks + c + 1) * N, hs.data());
+          row_dt(in, row, d, t0, t0 + steps, L, dts.data());
           for (int64_t j = 0; j < steps; ++j) {
             const int64_t t = t0 + j;
-            const T dt = step_dt(in, row, d, t, L);
-            const T x = in.u[row * L + t];
-            const T dtx = dt * x;
+            const T dt = dts[j];
+            const T dtx = dt * u[t];
             const T* Bn = in.Bt + (b * L + t) * N;
             const T* Cn = in.Ct + (b * L + t) * N;
             const T* hprev = hs.data() + j * N;
@@ -157,20 +170,38 @@ void scan_backward(const Inputs<T>& in, const Shape& s, const T* ckpt, const T* 
               hnext[n] = hn;
               acc += hn * Cn[n];
             }
-            dts[j] = dt;
-            ys[j] = acc + Dd * x;
+            ys[j] = acc;
+          }
+          // Per-step scalars of the reverse pass, in loops the compiler vectorises: the gate's gradients,
+          // dLoss/dy, and the softplus derivative.
+          if (gz) {
+            const T* z = in.z + row * L;
+            T* gzr = gz + row * L;
+#pragma omp simd
+            for (int64_t j = 0; j < steps; ++j) {
+              const T zt = z[t0 + j];
+              const T sg = T(1) / (T(1) + std::exp(std::min(-zt, T(kExpMax))));
+              gzr[t0 + j] = go[t0 + j] * (ys[j] + Dd * u[t0 + j]) * sg * (T(1) + zt * (T(1) - sg));
+              gys[j] = go[t0 + j] * zt * sg;
+            }
+          } else {
+            std::copy(go + t0, go + t0 + steps, gys.data());
+          }
+          if (in.softplus_dt) {
+            const T* delta = in.delta + row * L;
+#pragma omp simd
+            for (int64_t j = 0; j < steps; ++j) {
+              const T raw = delta[t0 + j] + bias;
+              dsp[j] = raw <= T(kSoftplusMax) ? T(1) / (T(1) + std::exp(std::min(-raw, T(kExpMax)))) : T(1);
+            }
+          } else {
+            std::fill(dsp.begin(), dsp.begin() + steps, T(1));
           }
           // Reverse pass; gh holds dLoss/dh_t's share arriving from step t + 1 (already times dA_{t+1}).
           for (int64_t j = steps - 1; j >= 0; --j) {
             const int64_t t = t0 + j;
-            const T x = in.u[row * L + t];
-            T gy = gout[row * L + t];
-            if (gz) {
-              const T zt = in.z[row * L + t];
-              const T sg = sigmoid(zt);
-              gz[row * L + t] = gy * ys[j] * sg * (T(1) + zt * (T(1) - sg));
-              gy *= zt * sg;
-            }
+            const T x = u[t];
+            const T gy = gys[j];
             gD += gy * x;
             const T dt = dts[j];
             const T dtx = dt * x;
@@ -195,10 +226,7 @@ void scan_backward(const Inputs<T>& in, const Shape& s, const T* ckpt, const T* 
               gx += ghn * dt * Bn[n];
               ghp[n] = ghn * dA[n];
             }
-            if (in.softplus_dt) {
-              const T raw = in.delta[row * L + t] + (in.bias ? in.bias[d] : T(0));
-              if (raw <= T(kSoftplusMax)) gdt *= sigmoid(raw);
-            }
+            gdt *= dsp[j];
             gdelta[row * L + t] = gdt;
             gbias += gdt;
             gu[row * L + t] = gx;
