@@ -38,14 +38,15 @@ def main() -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows = []
     for label, search, scheduler in (("TPE + ASHA", "tpe", "asha"), ("random, no early stopping", "random", "fifo")):
+        # no base-config trial: every trial is the search strategy's own pick
         settings = SweepSettings(name=f"bench-{search}-{stamp}", num_samples=args.trials, seed=args.seed,
-                                 search=search, scheduler=scheduler)
+                                 search=search, scheduler=scheduler, start_points=())
         t0 = time.perf_counter()
         outcome = run_sweep(cfg, data, workspace, settings)
         rows.append((label, outcome.best_loss, time.perf_counter() - t0, outcome.errored))
     print()
     print(f"smoke problem: M4 smoke preset, {cfg.total_tokens}M tokens per trial, {args.trials} trials per sweep, "
-          f"data {Path(data.root)}; machine: {os.cpu_count()} cores")
+          f"data {Path(data.root)}; machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     print(f"{'sweep':<28}{'best eval/loss':>16}{'wall s':>10}{'failed':>8}")
     for label, best, seconds, errored in rows:
         print(f"{label:<28}{best:>16.4f}{seconds:>10.1f}{errored:>8}")
