@@ -149,13 +149,16 @@ def left_align(tokens: Tensor, width: int) -> Tensor:
 
 def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Mean squared error over real frames only: pred, target (B, T, D), mask (B, T) -> ()."""
-    weight = mask.to(pred.dtype)[..., None]  # (B, T, 1)
-    denom = weight.sum() * pred.shape[-1]
-    return ((pred - target) ** 2 * weight).sum() / denom.clamp(min=1.0)
+    sq = torch.where(mask[..., None], (pred - target) ** 2, 0.0)  # (B, T, D)
+    return sq.sum() / (mask.sum() * pred.shape[-1]).clamp(min=1)
 
 
-def check_batch(batch: Mapping[str, Tensor], feature_dim: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The batch fields the motion models read, checked: text (B, L), features (B, T, D), lengths (B,)."""
+def check_batch(batch: Mapping[str, Tensor], feature_dim: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The batch fields the motion models read, checked: text (B, L), features (B, T, D), lengths (B,), mask (B, T).
+
+    Frames past each length are zeroed here, so whatever a collator left there (even NaN) reaches no loss and
+    no gradient.
+    """
     missing = [k for k in ("text_tokens", "features", "lengths") if k not in batch]
     if missing:
         raise KeyError(f"motion batch lacks {missing}; build it with motionlab.models.motion.collate_motion")
@@ -166,7 +169,9 @@ def check_batch(batch: Mapping[str, Tensor], feature_dim: int) -> tuple[Tensor, 
     if text.shape[0] != feats.shape[0] or lengths.shape != (feats.shape[0],):
         raise ValueError(f"batch sizes disagree: text_tokens {tuple(text.shape)}, features {tuple(feats.shape)}, "
                          f"lengths {tuple(lengths.shape)}")
-    return text, feats, lengths
+    _check_lengths(lengths, feats.shape[1])
+    mask = length_mask(lengths, feats.shape[1])
+    return text, feats.masked_fill(~mask[..., None], 0.0), lengths, mask
 
 
 def _check_lengths(lengths: Tensor, num_frames: int | None = None) -> None:
@@ -201,7 +206,8 @@ def collate_motion(
     return {"text_tokens": vocab.encode(captions, max_text_len), "features": feats, "lengths": lengths}
 
 
-def _init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
+    """GPT-2 initialisation for Linear and Embedding layers (apply it before adding Mamba blocks)."""
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, std=INIT_STD)
         if module.bias is not None:
@@ -245,7 +251,7 @@ class MotionSSMBackbone(nn.Module):
         self.type_embed = nn.Embedding(2, d)  # 0: text, 1: motion query
         self.query = mlp(3 * d, d, d)  # [pe(t); pe(T); pe(T - 1 - t)] -> query
         self.drop = nn.Dropout(cfg.dropout)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         self.layers = nn.ModuleList(MambaLayer(cfg) for _ in range(cfg.n_layers))  # keep Mamba's own init
         self.norm_f = nn.RMSNorm(d)
 
@@ -308,7 +314,7 @@ class MotionModelBase(nn.Module):
     def from_config(cls, cfg: MotionSSMConfig | Mapping[str, Any], mean: Tensor | np.ndarray | None = None,
                     std: Tensor | np.ndarray | None = None) -> Self:
         """The model a config (object or its dict from a checkpoint) describes, with the dataset's statistics."""
-        if not isinstance(cfg, cls.config_class):
+        if type(cfg) is not cls.config_class:
             if isinstance(cfg, MotionSSMConfig):  # the other kind's config: keep the fields this kind has
                 known = {f.name for f in fields(cls.config_class)}
                 cfg = {k: v for k, v in cfg.to_dict().items() if k in known}
@@ -356,7 +362,7 @@ class TextToMotionSSM(MotionModelBase):
         super().__init__(cfg, mean, std)
         self.backbone = MotionSSMBackbone(cfg)
         self.head = mlp(cfg.d_model, cfg.d_model, cfg.feature_dim)
-        self.head.apply(_init_weights)
+        self.head.apply(init_weights)
 
     def predict(self, text_tokens: Tensor, lengths: Tensor, num_frames: int | None = None) -> Tensor:
         # text (B, L), lengths (B,) -> (B, T, D) z-scored features (padded frames unconstrained)
@@ -367,9 +373,9 @@ class TextToMotionSSM(MotionModelBase):
 
     def compute_loss(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """MSE over the real frames of z-scored features: {'loss', 'mse'}."""
-        text, feats, lengths = check_batch(batch, self.cfg.feature_dim)
+        text, feats, lengths, mask = check_batch(batch, self.cfg.feature_dim)
         pred = self.predict(text, lengths, feats.shape[1])  # (B, T, D)
-        mse = masked_mse(pred, feats, length_mask(lengths, feats.shape[1]))
+        mse = masked_mse(pred, feats, mask)
         return {"loss": mse, "mse": mse.detach()}
 
 
