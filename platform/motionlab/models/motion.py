@@ -301,8 +301,7 @@ class MotionModelBase(nn.Module):
     def _stat(self, value: Tensor | np.ndarray | None, default: Tensor, name: str) -> Tensor:
         if value is None:
             return default
-        out = torch.as_tensor(np.asarray(value, dtype=np.float32) if not isinstance(value, Tensor) else value,
-                              dtype=torch.float32).detach().clone()
+        out = torch.as_tensor(value, dtype=torch.float32).detach().clone()
         if out.shape != default.shape:
             raise ValueError(f"{type(self).__name__}: {name} has shape {tuple(out.shape)} but {self.cfg.dataset} "
                              f"features have ({default.numel()},); pass the dataset's Mean.npy / Std.npy")
@@ -333,6 +332,7 @@ class MotionModelBase(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def predict(self, text_tokens: Tensor, lengths: Tensor, num_frames: int | None = None) -> Tensor:
+        """(B, L) captions, (B,) lengths -> (B, T, D) z-scored motion, with gradients (what the loss reads)."""
         raise NotImplementedError
 
     @torch.no_grad()
