@@ -328,9 +328,7 @@ def render_gif(path: Path, reference: np.ndarray, simulated: np.ndarray | None =
                size_px: int = 240) -> Path:
     """(T, 21, 3) metres (KIT layout, y up) -> a looping GIF seen from the person's side (first frame)."""
     import imageio.v2 as imageio
-    import matplotlib
-
-    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     poses = [reference] + ([simulated] if simulated is not None else [])
@@ -343,6 +341,7 @@ def render_gif(path: Path, reference: np.ndarray, simulated: np.ndarray | None =
     span = max(hi - lo)
     centre = (lo + hi) / 2
     fig = Figure(figsize=(size_px / 80, size_px / 80), dpi=80)
+    canvas = FigureCanvasAgg(fig)
     ax = fig.add_axes((0, 0, 1, 1))
     images = []
     for t in range(len(reference)):
@@ -355,8 +354,8 @@ def render_gif(path: Path, reference: np.ndarray, simulated: np.ndarray | None =
             for chain in KIT_CHAIN:
                 ax.plot(f[min(t, len(f) - 1), list(chain), 0], f[min(t, len(f) - 1), list(chain), 1], color=colour,
                         lw=2)
-        fig.canvas.draw()
-        images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+        canvas.draw()
+        images.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
     path.parent.mkdir(parents=True, exist_ok=True)
     imageio.mimsave(path, images, duration=1.0 / fps, loop=0)
     return path
