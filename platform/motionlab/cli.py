@@ -35,9 +35,9 @@ def default_penn_source(workspace: Workspace, videos: int = DEFAULT_VIDEOS) -> P
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    from motionlab.config import show_config
+    from motionlab.config import load_any_config, show_config
 
-    print(show_config(_config(args)))
+    print(show_config(load_any_config(args.config, preset=args.preset, overrides=args.overrides)))
     return 0
 
 
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="inspect experiment configs").add_subparsers(dest="action", required=True)
     show = config.add_parser("show", help="print the resolved config")
-    show.add_argument("config", help="config stem (m1..m4) or path")
+    show.add_argument("config", help="config stem (m1..m4, motion, physics) or path")
     show.add_argument("--preset", default=None)
     show.add_argument("overrides", nargs="*")
     show.set_defaults(func=cmd_config_show)

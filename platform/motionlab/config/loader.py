@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
 from pydantic import BaseModel, ValidationError
 
+from motionlab.config.motion import MOTION_DISCRIMINATOR, MotionConfig
 from motionlab.config.schema import (
     ERROR_TYPE,
     PER_MODALITY_FIELDS,
@@ -295,13 +296,14 @@ def _check_keys(
     prefix: str = "",
 ) -> None:
     """Reject keys pydantic would reject, but with the closest valid key as the fix."""
-    allowed = [f for f in model.model_fields if not (model is ExperimentConfig and f in PROVENANCE_FIELDS)]
+    top = not prefix  # provenance fields live at the top level of every schema
+    allowed = [f for f in model.model_fields if not (top and f in PROVENANCE_FIELDS)]
     for key, value in tree.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in allowed:
             origin = origins.get(dotted, "")
             problem = f"unknown key{origin}"
-            if model is ExperimentConfig and key in PROVENANCE_FIELDS:
+            if top and key in PROVENANCE_FIELDS:
                 raise ConfigError(
                     label,
                     dotted,
@@ -347,7 +349,8 @@ def _loc_key(loc: Sequence[str | int], resolved: Mapping[str, Any]) -> str:
     return key
 
 
-def _from_validation_error(label: str, error: ValidationError, resolved: Mapping[str, Any]) -> ConfigError:
+def _from_validation_error(label: str, error: ValidationError, resolved: Mapping[str, Any],
+                           schema: type[BaseModel] = ExperimentConfig) -> ConfigError:
     errors = error.errors(include_url=False)
     first = errors[0]
     loc = tuple(first["loc"])
@@ -363,8 +366,8 @@ def _from_validation_error(label: str, error: ValidationError, resolved: Mapping
     if kind == "missing":
         return ConfigError(label, key, "is missing" + more, f"add {key} to the file")
     section = None
-    if len(loc) == 1 and loc[0] in ExperimentConfig.model_fields:
-        section = _section_model(ExperimentConfig, str(loc[0]))
+    if len(loc) == 1 and loc[0] in schema.model_fields:
+        section = _section_model(schema, str(loc[0]))
     if kind in ("model_type", "model_attributes_type", "dict_type") and section is not None:
         fields = ", ".join(section.model_fields)
         problem = f"{_short(first['input'])} is not a section"
@@ -389,10 +392,36 @@ def _from_validation_error(label: str, error: ValidationError, resolved: Mapping
 def load_config(
     name_or_path: str | Path, preset: str | None = None, overrides: Sequence[str] = ()
 ) -> ExperimentConfig:
-    """Load a config by stem ("m4", looked up in `config_dir()`) or by path, with a preset and overrides."""
+    """Load a 4M config by stem ("m4", looked up in `config_dir()`) or by path, with a preset and overrides."""
+    cfg = load_any_config(name_or_path, preset, overrides)
+    if not isinstance(cfg, ExperimentConfig):
+        raise ConfigError(Path(cfg.source).name, "model_kind", f"'{cfg.model_kind}' makes this a text-to-motion "
+                          "config, not a 4M one", f"train it with `motionlab train motion --config {cfg.name}`")
+    return cfg
+
+
+def load_motion_config(
+    name_or_path: str | Path, preset: str | None = None, overrides: Sequence[str] = ()
+) -> MotionConfig:
+    """Load a text-to-motion config ("motion", "physics" or a path), with a preset and overrides."""
+    cfg = load_any_config(name_or_path, preset, overrides)
+    if not isinstance(cfg, MotionConfig):
+        raise ConfigError(Path(cfg.source).name, MOTION_DISCRIMINATOR, "is missing, so this is a 4M config, "
+                          "not a text-to-motion one", "use --config motion or physics (or `motionlab train "
+                          f"multimodal --config {cfg.name}`)")
+    return cfg
+
+
+def load_any_config(
+    name_or_path: str | Path, preset: str | None = None, overrides: Sequence[str] = ()
+) -> ExperimentConfig | MotionConfig:
+    """Either schema, chosen by the file: a top-level `model_kind` makes it a text-to-motion config."""
     path = _locate(name_or_path)
     label = path.name
     raw = _read_yaml(path, label)
+    schema: type[ExperimentConfig] | type[MotionConfig] = (
+        MotionConfig if MOTION_DISCRIMINATOR in raw else ExperimentConfig
+    )
 
     presets = raw.pop(PRESETS_KEY, None) or {}
     if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
@@ -437,7 +466,7 @@ def load_config(
 
     tree = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(tree, dict)
-    _check_keys(label, tree, ExperimentConfig, origins)
+    _check_keys(label, tree, schema, origins)
 
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -453,12 +482,12 @@ def load_config(
 
     provenance = {"name": path.stem, "preset": preset, "source": str(path), "overrides": list(overrides)}
     try:
-        return ExperimentConfig.model_validate({**resolved, **provenance})
+        return schema.model_validate({**resolved, **provenance})
     except ValidationError as e:
-        raise _from_validation_error(label, e, resolved) from None
+        raise _from_validation_error(label, e, resolved, schema) from None
 
 
-def show_config(cfg: ExperimentConfig) -> str:
+def show_config(cfg: ExperimentConfig | MotionConfig) -> str:
     """The resolved YAML, headed by where it came from: what `motionlab config show` prints and runs log."""
     preset = f"preset {cfg.preset}" if cfg.preset else "no preset"
     header = [f"# {Path(cfg.source).name}, {preset}, resolved"]

@@ -429,17 +429,16 @@ class ExperimentConfig(BaseModel):
 
     def flatten(self) -> dict[str, str]:
         """Dotted keys -> strings, the shape MLflow params want; lists and nulls are written as JSON."""
-        flat: dict[str, str] = {}
+        return flatten_dump(self.model_dump(mode="json"))
 
-        def walk(prefix: str, value: Any) -> None:
-            if isinstance(value, dict) and value:
-                for key, inner in value.items():
-                    walk(f"{prefix}.{key}" if prefix else str(key), inner)
-            else:
-                flat[prefix] = value if isinstance(value, str) else json.dumps(value)
+    def tracking_tags(self) -> dict[str, str]:
+        """What tells this run apart in the MLflow table: the 4M variant."""
+        return {"variant": self.variant}
 
-        walk("", self.model_dump(mode="json"))
-        return flat
+    @property
+    def run_label(self) -> str:
+        """The start of a default run name (variant, then preset and time)."""
+        return self.variant
 
     def fingerprint(self, section: str = "data") -> str:
         """Short content hash used to name and reuse artefacts.
@@ -464,8 +463,27 @@ class ExperimentConfig(BaseModel):
 
         Provenance fields are left out: the loader sets them from the file it reads.
         """
-        body = self.model_dump(mode="json", exclude=set(PROVENANCE_FIELDS))
-        return yaml.dump(body, Dumper=_Dumper, sort_keys=False, width=110)
+        return dump_yaml(self.model_dump(mode="json", exclude=set(PROVENANCE_FIELDS)))
+
+
+def flatten_dump(dumped: dict[str, Any]) -> dict[str, str]:
+    """A JSON-mode dump -> {dotted key: string}; lists and nulls as JSON (shared by every config schema)."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            flat[prefix] = value if isinstance(value, str) else json.dumps(value)
+
+    walk("", dumped)
+    return flat
+
+
+def dump_yaml(body: dict[str, Any]) -> str:
+    """YAML in the layout of the hand-written files, which the loader reads back to an equal config."""
+    return yaml.dump(body, Dumper=_Dumper, sort_keys=False, width=110)
 
 
 class _Dumper(yaml.SafeDumper):
