@@ -142,6 +142,32 @@ def cmd_train_multimodal(args: argparse.Namespace) -> int:
     return 0
 
 
+MOTION_CONFIGS = {"MotionSSM": "motion", "PhysicsSSM": "physics"}
+
+
+def cmd_train_motion(args: argparse.Namespace) -> int:
+    from motionlab.config import load_motion_config
+    from motionlab.raycluster import init_ray
+    from motionlab.training.motion_data import MotionData, default_motion_root
+    from motionlab.training.motion_runner import MotionTrainSettings, fit_motion
+
+    workspace = Workspace.resolve(args.workspace).ensure()
+    overrides = list(args.overrides)
+    if args.model:  # --model picks the model and, unless --config says otherwise, its config
+        overrides.insert(0, f"model_kind={args.model}")
+    cfg = load_motion_config(args.config or MOTION_CONFIGS[args.model or "MotionSSM"], preset=args.preset,
+                             overrides=overrides)
+    # the data is read on the driver (a wrong --data fails before Ray starts) and shipped to the workers
+    data = MotionData.open(Path(args.data) if args.data else default_motion_root(workspace, cfg), cfg)
+    init_ray(num_cpus=args.num_cpus, include_dashboard=True)
+    settings = MotionTrainSettings(run_name=args.run_name, max_failures=args.max_failures)
+    outcome = fit_motion(cfg, data, workspace, settings)
+    print(f"run {outcome.run_name} finished at step {outcome.metrics.get('step')}: MLflow run {outcome.run_id} "
+          f"in {workspace.mlflow_uri}; checkpoint {outcome.checkpoint}")
+    print(ui_hint(workspace))
+    return 0
+
+
 def ui_hint(workspace: Workspace) -> str:
     return (f"open the runs: `make ui` (or `mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "
             f"{workspace.mlflow_uri}`), then http://127.0.0.1:5000/#/experiments?workflowType=machine_learning "
@@ -288,6 +314,21 @@ def build_parser() -> argparse.ArgumentParser:
     tm.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation and GIFs")
     tm.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (ignored on a cluster)")
     tm.set_defaults(func=cmd_train_multimodal)
+
+    mo = train.add_parser("motion", help="train MotionSSM or PhysicsSSM on Ray Train, tracked in MLflow")
+    mo.add_argument("--model", choices=sorted(MOTION_CONFIGS), default=None,
+                    help="the model (default: the config's model_kind; MotionSSM without --config)")
+    mo.add_argument("--config", default=None,
+                    help="config stem or path (default: motion for MotionSSM, physics for PhysicsSSM)")
+    mo.add_argument("--preset", default=None, help="named preset inside the config, e.g. tiny or smoke")
+    mo.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=50 lambda_physics=0.2")
+    mo.add_argument("--data", default=None,
+                    help="a KIT-ML/HumanML3D-layout folder (default: <workspace>/data/kit_ml, generated when absent)")
+    mo.add_argument("--run-name", default=None,
+                    help="name of the run (default: model plus time); an existing name resumes that run")
+    mo.add_argument("--max-failures", type=int, default=2, help="worker-group restarts from the last checkpoint")
+    mo.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (ignored on a cluster)")
+    mo.set_defaults(func=cmd_train_motion)
 
     gen = sub.add_parser("generate", help="MaskGIT roll-outs of a trained run, logged to it as GIFs")
     gen.add_argument("--run", required=True, help="MLflow run id of a finished training")

@@ -19,12 +19,13 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from motionlab.config import ExperimentConfig
+from motionlab.config import ExperimentConfig, MotionConfig
 
 # Nothing leaves the machine unless the user configured it.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 EXPERIMENT_MULTIMODAL = "multimodal"
+EXPERIMENT_MOTION = "motion"  # text-to-motion SSMs; the `model` tag tells MotionSSM and PhysicsSSM apart
 RUN_NAME_TAG = "motionlab.run_name"  # the Ray Train run name: a restarted training finds its MLflow run by it
 KIND_TAG = "motionlab.kind"  # "train" (a training), "sweep" (a sweep's parent run) or "trial" (a sweep's child)
 SWEEP_TAG = "motionlab.sweep"  # the sweep's name, on its parent and every child run
@@ -43,10 +44,11 @@ def git_commit(start: Path | None = None) -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def default_run_name(cfg: ExperimentConfig) -> str:
-    """Variant plus time, e.g. `M4-tiny-20261202-101500`: unique, sortable, readable in the UI."""
+def default_run_name(cfg: ExperimentConfig | MotionConfig) -> str:
+    """Variant (or motion model) plus time, e.g. `M4-tiny-20261202-101500`, `PhysicsSSM-tiny-...`: unique,
+    sortable, readable in the UI."""
     preset = f"-{cfg.preset}" if cfg.preset else ""
-    return f"{cfg.variant}{preset}-{datetime.now():%Y%m%d-%H%M%S}"
+    return f"{cfg.run_label}{preset}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def experiment_id(client: MlflowClient, name: str, artifact_location: str | None = None) -> str:
@@ -75,7 +77,7 @@ def find_run(client: MlflowClient, experiment: str, run_name: str) -> str | None
 
 def open_training_run(
     uri: str,
-    cfg: ExperimentConfig,
+    cfg: ExperimentConfig | MotionConfig,
     run_name: str,
     tags: Mapping[str, str],
     experiment: str = EXPERIMENT_MULTIMODAL,
@@ -87,7 +89,7 @@ def open_training_run(
     if existing is not None:
         client.update_run(existing, status="RUNNING")
         return existing, True
-    all_tags = {"variant": cfg.variant, "config": cfg.name, "preset": cfg.preset or "", RUN_NAME_TAG: run_name,
+    all_tags = {**cfg.tracking_tags(), "config": cfg.name, "preset": cfg.preset or "", RUN_NAME_TAG: run_name,
                 KIND_TAG: "train", "git_commit": git_commit(), **tags}
     run = client.create_run(experiment_id(client, experiment, artifact_location), run_name=run_name, tags=all_tags)
     run_id = run.info.run_id

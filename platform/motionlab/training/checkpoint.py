@@ -12,16 +12,23 @@ import torch
 MODEL_FILE = "model.pt"
 TRAINER_FILE = "trainer.pt"
 META_FILE = "meta.json"
+SEEN_SUFFIX = "_seen"
 
 
 @dataclass
 class TrainState:
-    """Where a run stands: `step` optimizer updates done, `tokens_seen` by the schedule's count."""
+    """Where a run stands: `step` optimizer updates done, `seen` in the schedule's unit (4M: tokens, motion:
+    samples), written as `<unit>_seen` so a checkpoint's meta.json reads plainly."""
 
     step: int
-    tokens_seen: int
+    seen: int
     model_config: dict[str, Any]
     extra: dict[str, Any]
+    unit: str = "tokens"
+
+    @property
+    def tokens_seen(self) -> int:
+        return self.seen
 
 
 def save_checkpoint(
@@ -40,7 +47,7 @@ def save_checkpoint(
     if scaler is not None:
         trainer["scaler"] = scaler.state_dict()
     torch.save(trainer, folder / TRAINER_FILE)
-    meta = {"step": state.step, "tokens_seen": state.tokens_seen, "model_config": state.model_config,
+    meta = {"step": state.step, f"{state.unit}_seen": state.seen, "model_config": state.model_config,
             **state.extra}
     (folder / META_FILE).write_text(json.dumps(meta, indent=2))
     return folder
@@ -48,8 +55,10 @@ def save_checkpoint(
 
 def read_state(folder: Path) -> TrainState:
     meta = json.loads((Path(folder) / META_FILE).read_text())
-    step, tokens, config = meta.pop("step"), meta.pop("tokens_seen"), meta.pop("model_config")
-    return TrainState(step=step, tokens_seen=tokens, model_config=config, extra=meta)
+    step, config = meta.pop("step"), meta.pop("model_config")
+    counter = next((k for k in meta if k.endswith(SEEN_SUFFIX)), f"tokens{SEEN_SUFFIX}")
+    seen = meta.pop(counter, 0)
+    return TrainState(step=step, seen=seen, model_config=config, extra=meta, unit=counter.removesuffix(SEEN_SUFFIX))
 
 
 def load_model_state(folder: Path) -> dict[str, torch.Tensor]:

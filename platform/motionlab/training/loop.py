@@ -1,21 +1,15 @@
 """The per-worker train loop of the 4M model that Ray Train runs on every worker.
 
 It receives a Ray Data shard of the train split, masks each batch (4M Dirichlet budgets), and counts its
-schedule in tokens. Checkpoints and metrics leave through `ray.train.report`, so a run started again
-with the same name, or a worker group restarted after a failure, continues from the last checkpoint;
-masking is seeded by (seed, rank, step), so a resumed step sees the masks it would have seen.
+schedule in tokens. The loop itself (resume, checkpoints and reports, fault drills, divergence, the log
+line) is the shared `training.skeleton`; this module supplies the 4M batches, loss and evaluation. Masking
+is seeded by (seed, rank, step), so a resumed step sees the masks it would have seen.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import os
-import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,36 +20,15 @@ import torch
 from motionlab.config import ExperimentConfig
 from motionlab.masking import MaskingSpec, mask_batch
 from motionlab.models.fourm import FourM, FourMConfig
-from motionlab.tracking.runs import RunLogger
-from motionlab.training.checkpoint import (
-    TrainState,
-    load_model_state,
-    load_trainer_state,
-    read_state,
-    save_checkpoint,
-)
 from motionlab.training.data import token_arrays, valid_lengths
 from motionlab.training.schedule import TokenSchedule
+from motionlab.training.skeleton import LoopOptions, StepPlan, TrainTask, autocast_for, run_training
+
+__all__ = ["LoopOptions", "train_loop"]  # LoopOptions moved to the skeleton; sweeps import it from here
 
 EVAL_SEED_OFFSET = 10_007  # evaluation masks differ from training masks but are the same at every evaluation
-LOG_LINES_PER_EVAL = 5  # log lines (and MLflow train points) between two evaluations
 SHUFFLE_BUFFER = 256
 CACHE_BUDGET_BYTES = 512 * 2**20
-FAULT_DRILL_WAIT_S = 5.0  # over two of Ray Train's 2 s controller polls
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass(frozen=True)
-class LoopOptions:
-    """What the driver tells the workers besides the config."""
-
-    mlflow_uri: str | None = None
-    run_id: str | None = None
-    text_eos: int | None = None
-    fail_at_step: int | None = None  # fault drill: rank 0 dies once at this step (marker file below)
-    fail_marker: str | None = None
-    keep_dir: str | None = None  # local mode persists no checkpoint: the final one is copied here
-    poison_at_step: int | None = None  # fault drill: the loss turns NaN from this step on (a diverging run)
 
 
 class LossModule(torch.nn.Module):
@@ -92,9 +65,7 @@ def build_optimizer(model: torch.nn.Module, cfg: ExperimentConfig) -> torch.opti
 
 
 def autocast(cfg: ExperimentConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    if cfg.dtype == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=AUTOCAST[cfg.dtype])
+    return autocast_for(cfg.dtype, device)
 
 
 class EpochCache:
@@ -177,149 +148,56 @@ def evaluate(model: FourM, batches: list[dict[str, np.ndarray]], cfg: Experiment
     return out
 
 
-def diverged(loss_value: float, world: int) -> bool:
-    """True on every rank when any rank's loss is not finite, so all ranks stop at the same step (no rank is
-    left waiting in an all-reduce)."""
-    bad = torch.tensor([0.0 if math.isfinite(loss_value) else 1.0])
-    if world > 1:
-        torch.distributed.all_reduce(bad)
-    return bool(bad.item() > 0)
+class FourMTask(TrainTask):
+    """The 4M model as the shared loop sees it: masked batches of the Ray Data shard, per-modality losses."""
 
+    def __init__(self, cfg: ExperimentConfig, opts: LoopOptions, rank: int, world: int, device: torch.device) -> None:
+        self.cfg, self.opts, self.rank, self.device = cfg, opts, rank, device
+        torch.manual_seed(cfg.data.seed)
+        schedule = TokenSchedule.from_config(cfg)
+        self.schedule = schedule
+        self.plan = StepPlan(schedule.total_steps, schedule.eval_every, schedule.ckpt_every, schedule.tokens_per_step,
+                             unit="tokens", rate_label="tok/s")
+        self.spec = MaskingSpec.from_config(cfg)
+        self.fourm_config = FourMConfig.from_experiment(cfg)
+        self.model = FourM(self.fourm_config).to(device)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.clip_grad, self.dtype = cfg.clip_grad, cfg.dtype
+        # a batch may hold no targets of some modality, leaving its head without gradients this step
+        self.find_unused_parameters = True
+        per_worker = max(1, cfg.batch_size // world)
+        columns = list(cfg.modalities)
+        self.eval_rows = eval_batches(ray.train.get_dataset_shard("eval"), columns, per_worker) if rank == 0 else []
+        self.batches = iter(EpochCache(ray.train.get_dataset_shard("train"), per_worker, cfg.data.seed + rank, columns))
 
-def _eta(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    def loss_module(self) -> torch.nn.Module:
+        return LossModule(self.model)
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        # seeded by (seed, rank, step): a resumed step sees the masks it would have seen
+        rng = np.random.default_rng([self.cfg.data.seed, self.rank, step])
+        return masked_batch(next(self.batches), self.cfg, self.spec, rng, self.opts.text_eos, self.device)
+
+    def forward(self, module: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        loss, losses, _ = module(batch)
+        return loss, {f"loss_{name}": value for name, value in losses.items()}
+
+    def evaluate(self) -> dict[str, float]:
+        return evaluate(self.model, self.eval_rows, self.cfg, self.spec, self.opts, self.device)
+
+    def lr_at(self, step: int) -> float:
+        return self.schedule.lr_at(step)
+
+    def model_config(self) -> dict[str, Any]:
+        return self.fourm_config.to_dict()
+
+    def progress(self, step: int, seen: int) -> str:
+        return f"{seen / 1e6:.2f}M tokens"
 
 
 def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train entry: `config` holds `cfg` (ExperimentConfig) and `opts` (LoopOptions)."""
-    cfg: ExperimentConfig = config["cfg"]
-    opts: LoopOptions = config["opts"]
     ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    torch.manual_seed(cfg.data.seed)
-
-    schedule = TokenSchedule.from_config(cfg)
-    per_worker = max(1, cfg.batch_size // world)
-    spec = MaskingSpec.from_config(cfg)
-    model_config = FourMConfig.from_experiment(cfg)
-    model = FourM(model_config).to(device)
-    optimizer = build_optimizer(model, cfg)
-    scaler = torch.amp.GradScaler(device.type) if cfg.dtype == "fp16" else None
-
-    step, tokens_seen = 0, 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = read_state(Path(folder))
-            model.load_state_dict(load_model_state(Path(folder)))
-            trainer_state = load_trainer_state(Path(folder))
-        optimizer.load_state_dict(trainer_state["optimizer"])
-        if scaler is not None and "scaler" in trainer_state:
-            scaler.load_state_dict(trainer_state["scaler"])
-        step, tokens_seen = state.step, state.tokens_seen
-        if rank == 0:
-            print(f"resuming from step {step} ({tokens_seen:,} tokens seen) of {schedule.total_steps}")
-    raw_model = model
-    model = LossModule(raw_model)
-    if world > 1:
-        # a batch may hold no targets of some modality, leaving its head without gradients this step
-        model = ray.train.torch.prepare_model(model, move_to_device=False,
-                                              parallel_strategy_kwargs={"find_unused_parameters": True})
-    logger = RunLogger(opts.mlflow_uri, opts.run_id if rank == 0 else None)
-    log_every = max(1, schedule.eval_every // LOG_LINES_PER_EVAL)
-
-    train_shard = ray.train.get_dataset_shard("train")
-    eval_rows = eval_batches(ray.train.get_dataset_shard("eval"), list(cfg.modalities), per_worker) if rank == 0 else []
-    batches = iter(EpochCache(train_shard, per_worker, cfg.data.seed + rank, list(cfg.modalities)))
-    window_loss: dict[str, list[float]] = {}
-    t_window, steps_window = time.perf_counter(), 0
-    t_start, start_step = time.perf_counter(), step
-    last: dict[str, float] = {}
-    if step == 0:
-        # the untrained model's eval loss: the baseline every later evaluation is read against (and a sweep's
-        # first point); every rank reports, as Train requires, with rank 0's numbers
-        initial = evaluate(raw_model, eval_rows, cfg, spec, opts, device) if rank == 0 else {}
-        logger.metrics(initial, 0)
-        last.update(initial)
-        ray.train.report({"step": 0, "tokens_seen": 0, **initial})
-    model.train()
-    while step < schedule.total_steps:
-        if opts.fail_at_step is not None and step == opts.fail_at_step and rank == 0 and opts.fail_marker \
-                and not Path(opts.fail_marker).exists():
-            Path(opts.fail_marker).write_text(f"killed at step {step}\n")
-            # the controller learns of a reported checkpoint at its next poll: let it, as a real crash rarely
-            # lands within one poll of a checkpoint
-            time.sleep(FAULT_DRILL_WAIT_S)
-            print(f"fault drill: rank 0 exits at step {step}", flush=True)
-            os._exit(17)
-        lr = schedule.lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        rng = np.random.default_rng([cfg.data.seed, rank, step])
-        tensors = masked_batch(next(batches), cfg, spec, rng, opts.text_eos, device)
-        with autocast(cfg, device):
-            loss, losses, _ = model(tensors)
-        if opts.poison_at_step is not None and step >= opts.poison_at_step:
-            loss = loss * float("nan")
-        loss_value = loss.item()
-        if diverged(loss_value, world):  # before the update, so the last checkpoint's weights stay sane
-            # a NaN comes back after every restart: end the run cleanly (no FailureConfig retries) and let
-            # the driver mark it failed with the reason
-            reason = f"train loss is {loss_value} at step {step}; lower lr or use fp32"
-            print(f"diverged: {reason}", flush=True)
-            return {"step": step, "start_step": start_step, "world_size": world, "diverged": reason}
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if cfg.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        step += 1
-        tokens_seen += schedule.tokens_per_step
-        steps_window += 1
-        window_loss.setdefault("train/loss", []).append(loss_value)
-        for name, value in losses.items():
-            window_loss.setdefault(f"train/loss_{name}", []).append(float(value))
-
-        metrics: dict[str, float] = {}
-        if schedule.is_due(step - 1, log_every):
-            elapsed = time.perf_counter() - t_window
-            tok_s = steps_window * schedule.tokens_per_step / max(elapsed, 1e-9)
-            metrics = {k: float(np.mean(v)) for k, v in window_loss.items()}
-            metrics.update(lr=lr, tokens_seen=float(tokens_seen), tokens_per_s=tok_s)
-            if rank == 0:
-                rate = (step - start_step) / max(time.perf_counter() - t_start, 1e-9)
-                eta = (schedule.total_steps - step) / max(rate, 1e-9)
-                print(f"step {step}/{schedule.total_steps} | loss {metrics['train/loss']:.4f} | lr {lr:.2e} | "
-                      f"{tok_s:,.0f} tok/s | {tokens_seen / 1e6:.2f}M tokens | eta {_eta(eta)}", flush=True)
-            window_loss, t_window, steps_window = {}, time.perf_counter(), 0
-        due_eval = schedule.is_due(step - 1, schedule.eval_every)
-        due_ckpt = schedule.is_due(step - 1, schedule.ckpt_every)
-        if due_eval and rank == 0:
-            metrics.update(evaluate(raw_model, eval_rows, cfg, spec, opts, device))
-            print("eval " + " | ".join(f"{k.removeprefix('eval/')} {v:.4f}" for k, v in metrics.items()
-                                       if k.startswith("eval/")), flush=True)
-        if metrics:
-            logger.metrics(metrics, step)
-            last.update(metrics)
-        if due_eval or due_ckpt:
-            report = {"step": step, "tokens_seen": tokens_seen, **last}
-            if due_ckpt and rank == 0:
-                with tempfile.TemporaryDirectory() as tmp:
-                    state = TrainState(step, tokens_seen, model_config.to_dict(), {"run_id": opts.run_id})
-                    save_checkpoint(Path(tmp), raw_model, optimizer, scaler, state)
-                    if opts.keep_dir and step == schedule.total_steps:
-                        save_checkpoint(Path(opts.keep_dir), raw_model, optimizer, scaler, state)
-                    ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-            else:
-                ray.train.report(report)
-    return {"step": step, "start_step": start_step, "world_size": world, "tokens_seen": tokens_seen, **last}
+    task = FourMTask(config["cfg"], config["opts"], ctx.get_world_rank(), ctx.get_world_size(),
+                     ray.train.torch.get_device())
+    return run_training(task, config["opts"])

@@ -17,7 +17,7 @@ import ray
 import ray.train
 from ray.train.torch import TorchTrainer
 
-from motionlab.config import ExperimentConfig
+from motionlab.config import ExperimentConfig, MotionConfig
 from motionlab.tracking.runs import EXPERIMENT_MULTIMODAL, RunLogger, default_run_name, open_training_run
 from motionlab.training.data import PreparedData
 from motionlab.training.loop import LoopOptions, train_loop
@@ -54,7 +54,7 @@ class TrainOutcome:
     metrics: dict[str, Any]
 
 
-def scaling_config(cfg: ExperimentConfig, local_mode: bool = False) -> ray.train.ScalingConfig:
+def scaling_config(cfg: ExperimentConfig | MotionConfig, local_mode: bool = False) -> ray.train.ScalingConfig:
     """Workers and their resources from the config's `resources` section."""
     r = cfg.resources
     if local_mode:
@@ -94,6 +94,18 @@ def split_datasets(cfg: ExperimentConfig, data: PreparedData) -> dict[str, ray.d
     return splits
 
 
+def run_config(run_name: str, storage: Path, max_failures: int, callbacks: list | None = None) -> ray.train.RunConfig:
+    """Train's run identity and recovery: the same `(storage, run_name)` resumes from the run's last checkpoint,
+    and a failed worker group restarts from it up to `max_failures` times."""
+    return ray.train.RunConfig(
+        name=run_name,
+        storage_path=str(storage),
+        failure_config=ray.train.FailureConfig(max_failures=max_failures),
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+        callbacks=callbacks or [],
+    )
+
+
 def build_trainer(cfg: ExperimentConfig, data: PreparedData, opts: LoopOptions, run_name: str, storage: Path,
                   max_failures: int, local_mode: bool = False, callbacks: list | None = None) -> TorchTrainer:
     """The TorchTrainer of one run; the same `(storage, run_name)` resumes from that run's last checkpoint."""
@@ -103,14 +115,28 @@ def build_trainer(cfg: ExperimentConfig, data: PreparedData, opts: LoopOptions, 
         scaling_config=scaling_config(cfg, local_mode),
         datasets=split_datasets(cfg, data),
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
-        run_config=ray.train.RunConfig(
-            name=run_name,
-            storage_path=str(storage),
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-            callbacks=callbacks or [],
-        ),
+        run_config=run_config(run_name, storage, max_failures, callbacks),
     )
+
+
+def fit_to_checkpoint(trainer: TorchTrainer, run_name: str, logger: RunLogger) -> ray.train.Result:
+    """Run the trainer to its end. A crash, a diverged loss or a run that saved nothing marks the MLflow run
+    FAILED (with the reason for a divergence) and raises; otherwise the result has its final checkpoint."""
+    run_id = logger.run_id
+    try:
+        result = trainer.fit()
+    except Exception:
+        logger.client.set_terminated(run_id, status="FAILED")
+        raise
+    returned = dict(result.return_value or {})
+    if "diverged" in returned:
+        logger.tags({"motionlab.failure": f"FloatingPointError: {returned['diverged']}"})
+        logger.client.set_terminated(run_id, status="FAILED")
+        raise FloatingPointError(f"run {run_name}: {returned['diverged']}")
+    if result.checkpoint is None:
+        logger.client.set_terminated(run_id, status="FAILED")
+        raise RuntimeError(f"run {run_name} ended without a checkpoint; see the log above")
+    return result
 
 
 def fit(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
@@ -130,19 +156,7 @@ def fit(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
     trainer = build_trainer(cfg, data, opts, run_name, workspace.ray_storage, settings.max_failures,
                             settings.local_mode)
     logger = RunLogger(uri, run_id)
-    try:
-        result = trainer.fit()
-    except Exception:
-        logger.client.set_terminated(run_id, status="FAILED")
-        raise
-    returned = dict(result.return_value or {})
-    if "diverged" in returned:
-        logger.tags({"motionlab.failure": f"FloatingPointError: {returned['diverged']}"})
-        logger.client.set_terminated(run_id, status="FAILED")
-        raise FloatingPointError(f"run {run_name}: {returned['diverged']}")
-    if result.checkpoint is None:
-        logger.client.set_terminated(run_id, status="FAILED")
-        raise RuntimeError(f"run {run_name} ended without a checkpoint; see the log above")
+    result = fit_to_checkpoint(trainer, run_name, logger)
     checkpoint = Path(opts.keep_dir) if opts.keep_dir else Path(result.checkpoint.path)
     logger.tags({"checkpoint": str(checkpoint)})
     outcome = TrainOutcome(run_name, run_id, resumed, checkpoint, dict(result.return_value or result.metrics or {}))

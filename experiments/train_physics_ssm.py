@@ -1,0 +1,12 @@
+"""Train PhysicsSSM on Ray Train: `python experiments/train_physics_ssm.py --preset tiny [--data DIR] [key=value ...]`.
+
+The same arguments as `motionlab train motion --model PhysicsSSM`, for `ray job submit -- python ...`; without
+--data it trains on a KIT-ML look-alike generated in the workspace.
+"""
+
+import sys
+
+from motionlab.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train", "motion", "--model", "PhysicsSSM", *sys.argv[1:]]))
