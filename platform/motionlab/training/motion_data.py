@@ -12,7 +12,9 @@ workers uneven shares, which would break the epoch count), and no streaming exec
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from motionlab.workspace import Workspace
 TRAIN_SPLIT, EVAL_SPLIT = "train", "val"
 GENERATED_DIR = "kit_ml"  # <workspace>/data/kit_ml
 GENERATED_SEED = 0  # as `motionlab synth kit-ml`, so the workspace holds what that command writes
+GENERATED_MARKER = "generated.json"  # what default_motion_root generated there: {"motions": n, "seed": s}
 _HASH_CHUNK = 1 << 20
 
 
@@ -131,17 +134,32 @@ def dataset_fingerprint(root: Path) -> str:
 
 
 def default_motion_root(workspace: Workspace, cfg: MotionConfig) -> Path:
-    """The workspace's KIT-ML look-alike, generated on first use (one line says so)."""
+    """The workspace's KIT-ML look-alike with the config's `data.generated_motions`, generated on first use
+    (one line says so) and again when a config asks for another count; a folder without the marker file
+    (data put there by hand) is used as it is."""
     from motionlab.datasets.synth_kit import synth_kit_ml
 
     root = workspace.data / GENERATED_DIR
     if cfg.data.dataset != "kit":
         raise MotionDataError(root, "dataset", f"'{cfg.data.dataset}' cannot be generated (the look-alike is "
                               "KIT-ML only)", "pass --data with a HumanML3D folder, or data.dataset=kit")
-    if not (root / f"{TRAIN_SPLIT}.txt").is_file():
-        n = cfg.data.generated_motions
-        print(f"no KIT-ML data in {root}; generating {n} look-alike motions first (`motionlab synth kit-ml`)")
-        synth_kit_ml(root, motions=n, seed=GENERATED_SEED)
+    wanted = {"motions": cfg.data.generated_motions, "seed": GENERATED_SEED}
+    marker = root / GENERATED_MARKER
+    if (root / f"{TRAIN_SPLIT}.txt").is_file():
+        if not marker.is_file():
+            return root
+        made = json.loads(marker.read_text())
+        if made == wanted:
+            return root
+        print(f"{root} holds {made.get('motions')} generated motions, the config asks for {wanted['motions']}; "
+              "generating them again")
+        for name in ("new_joint_vecs", "new_joints", "texts"):
+            shutil.rmtree(root / name, ignore_errors=True)
+    else:
+        print(f"no KIT-ML data in {root}; generating {wanted['motions']} look-alike motions first "
+              "(`motionlab synth kit-ml`)")
+    synth_kit_ml(root, motions=wanted["motions"], seed=GENERATED_SEED)
+    marker.write_text(json.dumps(wanted))
     return root
 
 
