@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import ray
 import ray.train
 from ray.train.torch import TorchTrainer
@@ -24,8 +22,6 @@ from motionlab.training.loop import LoopOptions, train_loop
 from motionlab.workspace import Workspace
 
 CHECKPOINTS_KEPT = 2
-SMALL_SPLIT_MB = 64
-SMALL_SPLIT_BLOCKS = 16
 LIGHT_CPU = 0.25  # Parquet read tasks: a fraction, so they never wait behind the training workers
 
 
@@ -65,29 +61,15 @@ def scaling_config(cfg: ExperimentConfig | MotionConfig, local_mode: bool = Fals
     return ray.train.ScalingConfig(num_workers=r.num_workers, use_gpu=r.use_gpu, resources_per_worker=per_worker)
 
 
-def _read_split(path: Path, columns: list[str]) -> ray.data.Dataset:
-    """A split as a Dataset: read whole on the driver when small, streamed from Parquet otherwise.
-
-    On a small node a Parquet read's list and read tasks cost 3 to 8 s per run (every sweep trial pays it)
-    for splits of a few MB; above SMALL_SPLIT_MB the workers stream the files.
-    """
-    files = sorted(path.glob("*.parquet"))
-    if sum(f.stat().st_size for f in files) > SMALL_SPLIT_MB * 2**20:
-        return ray.data.read_parquet(str(path), num_cpus=LIGHT_CPU).select_columns(columns)
-    table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files]) if files else None
-    if table is None or table.num_rows == 0:
-        raise ValueError(f"{path}: the split holds no samples; fix: prepare the dataset again with more videos")
-    # several blocks, so Train's streaming split can hand every worker its share
-    step = max(1, -(-table.num_rows // SMALL_SPLIT_BLOCKS))
-    return ray.data.from_arrow([table.slice(i, step) for i in range(0, table.num_rows, step)])
-
-
 def split_datasets(cfg: ExperimentConfig, data: PreparedData) -> dict[str, ray.data.Dataset]:
     """Train and eval splits as Ray Data datasets holding only the model's token columns."""
     columns = list(cfg.modalities)
     # the training log line carries progress; per-epoch dataset bars in every worker would bury it
     ray.data.DataContext.get_current().enable_progress_bars = False
-    splits = {split: _read_split(data.split_dir(split), columns) for split in ("train", "eval")}
+    # Not ray.data.from_arrow, though it starts faster: its metadata tasks ask for a whole CPU each and hang
+    # when trial workers hold fractions of a small node (a sweep's third trial waited forever)
+    splits = {split: ray.data.read_parquet(str(data.split_dir(split)), num_cpus=LIGHT_CPU).select_columns(columns)
+              for split in ("train", "eval")}
     # the eval split is read whole by rank 0: materialised here, so no read task ever competes with the train
     # split's stream for the CPUs Ray Data is left with beside the workers
     splits["eval"] = splits["eval"].materialize()
