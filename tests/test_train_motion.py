@@ -1,6 +1,7 @@
 """MotionSSM and PhysicsSSM training through the shared train-loop skeleton: the epoch schedule and OneCycleLR,
 local mode for both models, a real local Ray with two DDP workers whose rank 0 is killed and recovers from its
-checkpoint, resume by name after a crash through the entry script, and the MLflow runs read back."""
+checkpoint, resume by name after a crash through the entry script, and the MLflow runs read back. The evaluation
+after training is off here (tests/test_motion_evaluation.py covers it)."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def test_local_mode_trains_and_logs_the_run(kind: str, smoke_ws: Workspace, tmp_
     ws = Workspace(tmp_path / "ws").ensure()
     cfg = load_motion_config(CONFIGS[kind], preset="smoke")
     data = MotionData.open(default_motion_root(smoke_ws, cfg), cfg)
-    outcome = fit_motion(cfg, data, ws, MotionTrainSettings(local_mode=True, max_failures=0))
+    outcome = fit_motion(cfg, data, ws, MotionTrainSettings(local_mode=True, max_failures=0, evaluate=False))
     # 6 epochs x ceil(56 / 16) steps of 16 samples
     assert outcome.metrics["step"] == 24 and outcome.metrics["samples_seen"] == 24 * 16
     state = read_state(outcome.checkpoint)
@@ -155,7 +156,8 @@ def recovered(ray_local, tmp_path_factory):
         "epochs=10", "eval_freq=2", "save_ckpt_freq=4", "resources.num_workers=2", "resources.cpus_per_worker=1"])
     data = MotionData.open(default_motion_root(ws, cfg), cfg)
     marker = ws.root / "killed"
-    outcome = fit_motion(cfg, data, ws, MotionTrainSettings(max_failures=1, fail_at_step=60, fail_marker=str(marker)))
+    outcome = fit_motion(cfg, data, ws, MotionTrainSettings(max_failures=1, fail_at_step=60, fail_marker=str(marker),
+                                                          evaluate=False))
     return cfg, ws, data, outcome
 
 
@@ -188,7 +190,8 @@ def test_a_crashed_run_resumes_by_name_through_the_entry_script(ray_local, tmp_p
     # the first attempt dies at step 10 with no restarts left: a crash (checkpoints every 4 steps)
     with pytest.raises(Exception):  # noqa: B017 (Train raises its own error types for a dead worker group)
         fit_motion(cfg, data, ws, MotionTrainSettings(run_name="resume-me", max_failures=0, fail_at_step=10,
-                                                      fail_marker=str(tmp_path / "killed"), log_model=False))
+                                                      fail_marker=str(tmp_path / "killed"), log_model=False,
+                                                      evaluate=False))
     client = MlflowClient(ws.mlflow_uri)
     run_id = find_run(client, "motion", "resume-me")
     assert client.get_run(run_id).info.status == "FAILED"
@@ -196,7 +199,8 @@ def test_a_crashed_run_resumes_by_name_through_the_entry_script(ray_local, tmp_p
     env = {**os.environ, "MOTIONLAB_WORKSPACE": str(ws.root), "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     second = subprocess.run([sys.executable, str(REPO / "experiments" / "train_motion_ssm.py"), *args,
-                             "--num-cpus", "2"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+                             "--no-eval", "--num-cpus", "2"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=400)
     out = second.stdout + second.stderr
     assert second.returncode == 0, out[-3000:]
     assert "generating" not in out and "resuming run resume-me" in out
@@ -206,5 +210,6 @@ def test_a_crashed_run_resumes_by_name_through_the_entry_script(ray_local, tmp_p
     runs = client.search_runs([client.get_experiment_by_name("motion").experiment_id])
     assert [r.data.tags[RUN_NAME_TAG] for r in runs] == ["resume-me"]  # the same MLflow run, not a second one
     assert client.get_run(run_id).info.status == "FINISHED"
+    assert not [k for k in client.get_run(run_id).data.metrics if k.startswith("test/")]  # --no-eval
     steps = [s for s, _ in _history(client, run_id, "samples_seen")]
     assert max(steps) == 20 and min(steps) < resumed_at  # one history across both attempts

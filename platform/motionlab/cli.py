@@ -160,7 +160,7 @@ def cmd_train_motion(args: argparse.Namespace) -> int:
     # the data is read on the driver (a wrong --data fails before Ray starts) and shipped to the workers
     data = MotionData.open(Path(args.data) if args.data else default_motion_root(workspace, cfg), cfg)
     init_ray(num_cpus=args.num_cpus, include_dashboard=True)
-    settings = MotionTrainSettings(run_name=args.run_name, max_failures=args.max_failures)
+    settings = MotionTrainSettings(run_name=args.run_name, max_failures=args.max_failures, evaluate=not args.no_eval)
     outcome = fit_motion(cfg, data, workspace, settings)
     print(f"run {outcome.run_name} finished at step {outcome.metrics.get('step')}: MLflow run {outcome.run_id} "
           f"in {workspace.mlflow_uri}; checkpoint {outcome.checkpoint}")
@@ -327,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--run-name", default=None,
                     help="name of the run (default: model plus time); an existing name resumes that run")
     mo.add_argument("--max-failures", type=int, default=2, help="worker-group restarts from the last checkpoint")
+    mo.add_argument("--no-eval", action="store_true",
+                    help="skip the test-split evaluation (metrics, table, PyBullet playback, GIFs)")
     mo.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (ignored on a cluster)")
     mo.set_defaults(func=cmd_train_motion)
 

@@ -1,4 +1,4 @@
-"""Driver side of a text-to-motion training: the MLflow run, the TorchTrainer, then the logged model.
+"""Driver side of a text-to-motion training: the MLflow run, the TorchTrainer, the logged model, then evaluation.
 
 The same conventions as the 4M runner (and its helpers): a run is named once (model plus time, or
 `--run-name`); the Ray Train run and the MLflow run share the name, so starting the same name again resumes
@@ -25,6 +25,7 @@ from motionlab.tracking.runs import (
 )
 from motionlab.training.checkpoint import META_FILE, MODEL_FILE, read_state
 from motionlab.training.motion_data import MotionData
+from motionlab.training.motion_evaluation import EVALUATOR_DIR, MotionEvalSettings, finish_motion_run
 from motionlab.training.motion_loop import VOCAB_FILE, load_motion_model, motion_train_loop
 from motionlab.training.runner import TrainOutcome, fit_to_checkpoint, run_config, scaling_config
 from motionlab.training.skeleton import LoopOptions
@@ -40,6 +41,8 @@ class MotionTrainSettings:
     max_failures: int = 2  # worker-group restarts from the last checkpoint before the run fails
     local_mode: bool = False  # ScalingConfig(num_workers=0): the loop runs in this process (fast tests)
     log_model: bool = True  # the final checkpoint as an MLflow logged model
+    evaluate: bool = True  # test-split metrics, the comparison table, PyBullet playback and GIFs after training
+    evaluation: MotionEvalSettings = field(default_factory=MotionEvalSettings)
     fail_at_step: int | None = None  # fault drill, see LoopOptions
     fail_marker: str | None = None
     poison_at_step: int | None = None  # fault drill, see LoopOptions
@@ -98,5 +101,13 @@ def fit_motion(cfg: MotionConfig, data: MotionData, workspace: Workspace,
     logger.tags({"checkpoint": str(checkpoint)})
     if settings.log_model:
         log_final_model(checkpoint, uri, run_id)
+    outcome = TrainOutcome(run_name, run_id, resumed, checkpoint, dict(result.return_value or result.metrics or {}))
+    if settings.evaluate:
+        try:
+            outcome.metrics.update(finish_motion_run(cfg, data, checkpoint, uri, run_id,
+                                                     workspace.root / EVALUATOR_DIR, settings.evaluation))
+        except Exception:
+            logger.client.set_terminated(run_id, status="FAILED")  # not left RUNNING in the UI
+            raise
     logger.client.set_terminated(run_id, status="FINISHED")
-    return TrainOutcome(run_name, run_id, resumed, checkpoint, dict(result.return_value or result.metrics or {}))
+    return outcome
