@@ -59,6 +59,15 @@ def test_ray_job_submit_runs_the_smoke_sweep(ray_local, prepared_tokens, tmp_pat
                 if time.time() > deadline or head.poll() is not None:
                     raise AssertionError((tmp_path / "head.log").read_text()[-3000:]) from None
                 time.sleep(1)
+        # two Rays on this machine now: a worker of this module's Ray still names its own cluster (Train's
+        # placement-group cleaner finds the State API through RAY_ADDRESS; discovery fails with two clusters)
+        import ray
+
+        @ray.remote(num_cpus=0)
+        def own_address() -> str | None:
+            return os.environ.get("RAY_ADDRESS")
+
+        assert ray.get(own_address.remote()) == ray.get_runtime_context().gcs_address
         entrypoint = (f"python experiments/sweep_alphas.py --workspace {ws} --preset smoke --data {tokens} "
                       f"--name job-sweep --num-samples 1 --scheduler fifo " + " ".join(QUICK))
         job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(REPO)})

@@ -37,8 +37,16 @@ def init_ray(
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
         kwargs["_temp_dir"] = str(temp_dir)
+    # every worker learns which cluster it belongs to: Train's placement-group cleaner queries the State API
+    # with address discovery, which fails when a second Ray runs on the machine, and the group then leaks
+    kwargs["runtime_env"] = {"worker_process_setup_hook": "motionlab.raycluster.pin_ray_address"}
     ray.init(**kwargs)
     return True
+
+
+def pin_ray_address() -> None:
+    """Worker start-up hook: RAY_ADDRESS names this worker's own cluster."""
+    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
 
 
 def cluster_cpus() -> float:
