@@ -227,6 +227,56 @@ def cmd_sweep_alphas(args: argparse.Namespace) -> int:
     return 0
 
 
+SMOKE_PHYSICS_SAMPLES = 3  # trials of the PhysicsSSM smoke sweep: a few minutes on 2 cores
+
+
+def cmd_sweep_physics(args: argparse.Namespace) -> int:
+    """PhysicsSSM's lambda_physics and lr, ranked by eval/mse + w x eval/physics_total (one w for every trial)."""
+    from motionlab.config import load_motion_config
+    from motionlab.raycluster import init_ray
+    from motionlab.training.motion_data import MotionData, default_motion_root
+    from motionlab.tuning.space import PhysicsSpace
+    from motionlab.tuning.sweep import SweepSettings, run_sweep
+    from motionlab.tuning.tasks import MotionTask, Objective
+
+    workspace = Workspace.resolve(args.workspace).ensure()
+    cfg = load_motion_config(args.config, preset=args.preset, overrides=args.overrides)
+    if cfg.model_kind != "PhysicsSSM":
+        print(f"motionlab: error: {cfg.source}: model_kind is {cfg.model_kind}, which has no lambda_physics to sweep; "
+              "use --config physics or model_kind=PhysicsSSM", file=sys.stderr)
+        return 2
+    # the data is read on the driver (a wrong --data fails before Ray starts); each trial reopens the folder
+    data = MotionData.open(Path(args.data) if args.data else default_motion_root(workspace, cfg), cfg)
+    init_ray(num_cpus=args.num_cpus, include_dashboard=True)
+    samples = args.num_samples or (SMOKE_PHYSICS_SAMPLES if cfg.preset == "smoke" else DEFAULT_SAMPLES)
+    space = PhysicsSpace(lambda_range=tuple(args.lambda_range),
+                         lr_range=tuple(args.lr_range) if args.lr_range else None)
+    settings = SweepSettings(name=args.name, num_samples=samples, max_concurrent=args.max_concurrent,
+                             seed=args.seed, search=args.search, scheduler=args.scheduler, space=space,
+                             resume=args.resume, start_points=() if args.no_base_trial else None)
+    task = MotionTask(Objective() if args.objective_weight is None else Objective(weight=args.objective_weight))
+    outcome = run_sweep(cfg, data, workspace, settings, task)
+    print(f"sweep {outcome.name}: {outcome.trials} trials ({outcome.errored} failed), best {outcome.metric} "
+          f"{outcome.best_loss:.4f} ({task.objective.describe()}); best config {outcome.best_config}; "
+          f"MLflow parent run {outcome.parent_run_id}")
+    print(ui_hint(workspace))
+    return 0
+
+
+def _add_search_args(p: argparse.ArgumentParser) -> None:
+    """What every sweep asks: its name, resume, trials, searcher and scheduler."""
+    p.add_argument("--resume", action="store_true", help="continue the sweep of this --name where it stopped")
+    p.add_argument("--max-concurrent", type=int, default=1, help="trials at once")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
+    p.add_argument("--search", choices=["tpe", "random"], default="tpe")
+    p.add_argument("--scheduler", choices=["asha", "fifo"], default="asha")
+    p.add_argument("--lr-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="default: a decade either side of the config's lr")
+    p.add_argument("--no-base-trial", action="store_true",
+                   help="let the searcher pick every trial (default: the first trial is the base config's own values)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (ignored on a cluster)")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: generated data -> M4-tiny tokens -> a tiny M4 training with its
     evaluation and GIFs -> the smoke sweep of M4's alphas and lr -> the comparison report."""
@@ -351,20 +401,28 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("overrides", nargs="*", help="key=value overrides of the base config")
     sa.add_argument("--data", default=None, help="prepared tokens (default: the workspace's, prepared first)")
     sa.add_argument("--name", default=None, help="sweep name (default: sweep-<variant>-<time>)")
-    sa.add_argument("--resume", action="store_true", help="continue the sweep of this --name where it stopped")
     sa.add_argument("--num-samples", type=int, default=None,
                     help=f"trials (default {DEFAULT_SAMPLES}; {SMOKE_SAMPLES} with --preset smoke)")
-    sa.add_argument("--max-concurrent", type=int, default=1, help="trials at once")
-    sa.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
-    sa.add_argument("--search", choices=["tpe", "random"], default="tpe")
-    sa.add_argument("--scheduler", choices=["asha", "fifo"], default="asha")
     sa.add_argument("--alpha-range", type=float, nargs=2, default=[0.1, 10.0], metavar=("LOW", "HIGH"))
-    sa.add_argument("--lr-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                    help="default: a decade either side of the config's lr")
-    sa.add_argument("--no-base-trial", action="store_true",
-                    help="let the searcher pick every trial (default: the first trial is the base config's own values)")
-    sa.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (ignored on a cluster)")
+    _add_search_args(sa)
     sa.set_defaults(func=cmd_sweep_alphas)
+
+    sp = sweep.add_parser("physics", help="lambda_physics and learning rate of PhysicsSSM (MLflow experiment motion)")
+    sp.add_argument("--config", default="physics", help="config stem or path (default: physics)")
+    sp.add_argument("--preset", default=None, help="e.g. tiny, or smoke (a sweep that ends within minutes)")
+    sp.add_argument("overrides", nargs="*", help="key=value overrides of the base config")
+    sp.add_argument("--data", default=None,
+                    help="a KIT-ML/HumanML3D-layout folder (default: <workspace>/data/kit_ml, generated when absent)")
+    sp.add_argument("--name", default=None, help="sweep name (default: sweep-PhysicsSSM-<time>)")
+    sp.add_argument("--num-samples", type=int, default=None,
+                    help=f"trials (default {DEFAULT_SAMPLES}; {SMOKE_PHYSICS_SAMPLES} with --preset smoke)")
+    sp.add_argument("--lambda-range", type=float, nargs=2, default=[1e-3, 10.0], metavar=("LOW", "HIGH"),
+                    help="log-uniform range of lambda_physics")
+    sp.add_argument("--objective-weight", type=float, default=None, metavar="W",
+                    help="rank trials by eval/objective = eval/mse + W x eval/physics_total "
+                         "(default: motionlab.tuning.tasks.DEFAULT_OBJECTIVE_WEIGHT, 1)")
+    _add_search_args(sp)
+    sp.set_defaults(func=cmd_sweep_physics)
 
     demo = sub.add_parser("demo", help="generate data, prepare tokens, train a tiny M4, a smoke sweep, the report")
     demo.set_defaults(func=cmd_demo)

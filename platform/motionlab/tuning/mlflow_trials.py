@@ -13,12 +13,12 @@ from typing import Any
 
 from ray import tune
 
-from motionlab.config import ExperimentConfig
+from motionlab.config import ExperimentConfig, MotionConfig
 from motionlab.tracking.runs import KIND_TAG, PARENT_TAG, SWEEP_TAG, RunLogger, open_training_run
-from motionlab.tuning.space import trial_config
+from motionlab.tuning.space import PhysicsSpace, SearchSpace
 
 LOGGED_PREFIXES = ("train/", "eval/")
-LOGGED_KEYS = ("lr", "tokens_seen", "tokens_per_s")
+LOGGED_KEYS = ("lr", "tokens_seen", "tokens_per_s", "samples_seen", "samples_per_s")
 FAILURE_TAG = "motionlab.failure"
 STOPPED_TAG = "motionlab.stopped_early"
 
@@ -41,18 +41,20 @@ def trial_run_name(sweep: str, trial_id: str) -> str:
 class TrialRuns(tune.Callback):
     """Driver-side Tune callback: child runs under the sweep's parent run, metrics at every report."""
 
-    def __init__(self, uri: str, experiment: str, parent_run_id: str, sweep: str, base: ExperimentConfig,
-                 tags: dict[str, str], total_steps: int, storage: Path, artifact_location: str | None = None) -> None:
+    def __init__(self, uri: str, experiment: str, parent_run_id: str, sweep: str, base: ExperimentConfig | MotionConfig,
+                 tags: dict[str, str], total_steps: int, storage: Path, artifact_location: str | None = None,
+                 space: SearchSpace | PhysicsSpace | None = None) -> None:
         self.storage = storage
         self.uri, self.experiment, self.parent_run_id, self.sweep = uri, experiment, parent_run_id, sweep
         self.base, self.tags, self.total_steps = base, tags, total_steps
         self.artifact_location = artifact_location
+        self.space = space or SearchSpace()  # how a trial's parameters become its config
         self.run_ids: dict[str, str] = {}
         self.last_step: dict[str, int] = {}
 
     def _run_id(self, trial: Any) -> str:
         if trial.trial_id not in self.run_ids:
-            cfg = trial_config(self.base, trial.config)
+            cfg = self.space.trial_config(self.base, trial.config)
             tags = {**self.tags, KIND_TAG: "trial", SWEEP_TAG: self.sweep, PARENT_TAG: self.parent_run_id}
             run_id, _ = open_training_run(self.uri, cfg, trial_run_name(self.sweep, trial.trial_id), tags,
                                           experiment=self.experiment, artifact_location=self.artifact_location)

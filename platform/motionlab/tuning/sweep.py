@@ -1,9 +1,11 @@
-"""Alpha and learning-rate sweeps: Ray Tune trials that each run a Ray Train `TorchTrainer`.
+"""Sweeps (4M alphas and lr, PhysicsSSM lambda_physics and lr): Ray Tune trials that each run a `TorchTrainer`.
 
 Train V2 cannot be handed to `Tuner` directly: each trial is a function that builds its TorchTrainer with
 `TuneReportCallback`, under a Train run name fixed by the trial id, so a restarted trial resumes from its
-own checkpoint. Optuna (TPE, seeded) proposes, ASHA stops trials whose eval loss lags, and the sweep is
+own checkpoint. Optuna (TPE, seeded) proposes, ASHA stops trials whose metric lags, and the sweep is
 one MLflow parent run with one child run per trial. The best trial's whole config is written as YAML.
+What a trial trains and which metric ranks it come from a `SweepTask` (`tuning.tasks`), the search space
+from `SweepSettings.space`; this module is the one driver for every kind of sweep.
 """
 
 from __future__ import annotations
@@ -17,29 +19,23 @@ from typing import Any
 import optuna
 from mlflow.tracking import MlflowClient
 from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from motionlab.config import ExperimentConfig
 from motionlab.tracking.runs import (
-    EXPERIMENT_MULTIMODAL,
     KIND_TAG,
     SWEEP_TAG,
     RunLogger,
     experiment_id,
     git_commit,
 )
-from motionlab.training.data import PreparedData
-from motionlab.training.loop import LoopOptions
-from motionlab.training.runner import build_trainer
-from motionlab.training.schedule import TokenSchedule
 from motionlab.tuning.mlflow_trials import TrialRuns, failure_file, root_cause, trial_run_name
-from motionlab.tuning.space import SearchSpace, trial_config
+from motionlab.tuning.space import PhysicsSpace, SearchSpace
+from motionlab.tuning.tasks import SweepConfig, SweepData, SweepTask, default_task
 from motionlab.workspace import Workspace
 
-METRIC, MODE = "eval/loss", "min"
+METRIC, MODE = "eval/loss", "min"  # the 4M sweep's; a task names its own
 BEST_CONFIG = "best_config.yaml"
 TRIAL_DRIVER_CPU = 0.01
 
@@ -48,13 +44,14 @@ TRIAL_DRIVER_CPU = 0.01
 class SweepSettings:
     """How a sweep searches; what each trial trains is the config."""
 
-    name: str | None = None  # default: sweep-<variant>-<time>; an existing name with resume=True continues it
+    # default: sweep-<variant or model>-<time>; an existing name with resume=True continues it
+    name: str | None = None
     num_samples: int = 8
     max_concurrent: int = 1
     seed: int = 0
     search: str = "tpe"  # "tpe" (Optuna TPE) or "random" (Optuna's random sampler: the baseline)
     scheduler: str = "asha"  # "asha" or "fifo" (every trial runs to the end)
-    space: SearchSpace = field(default_factory=SearchSpace)
+    space: SearchSpace | PhysicsSpace = field(default_factory=SearchSpace)
     # trials evaluated before the searcher proposes any (Optuna's enqueued trials); None: the base config's own
     # alphas and lr, so every sweep also measures the config it set out to improve
     start_points: tuple[dict[str, float], ...] | None = None
@@ -63,7 +60,7 @@ class SweepSettings:
     tpe_startup_trials: int | None = None
     resume: bool = False
     trial_max_failures: int = 1  # worker-group restarts of one trial from its checkpoint
-    experiment: str = EXPERIMENT_MULTIMODAL
+    experiment: str | None = None  # None: the task's (multimodal for 4M, motion for the SSMs)
     # fault drills by trial number (the trailing index of the Tune trial id): {1: {"poison_at_step": 5}}
     drills: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -73,15 +70,16 @@ class SweepOutcome:
     name: str
     parent_run_id: str
     best_params: dict[str, float]
-    best_loss: float
+    best_loss: float  # the best trial's value of `metric`
     best_config: Path
     trials: int
     errored: int
+    metric: str = METRIC
 
 
-def default_sweep_name(cfg: ExperimentConfig) -> str:
+def default_sweep_name(cfg: SweepConfig) -> str:
     preset = f"-{cfg.preset}" if cfg.preset else ""
-    return f"sweep-{cfg.variant}{preset}-{datetime.now():%Y%m%d-%H%M%S}"
+    return f"sweep-{cfg.run_label}{preset}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def _trial_number(trial_id: str) -> int:
@@ -92,18 +90,19 @@ def _trial_number(trial_id: str) -> int:
     return int(head) if head.isdigit() else -1
 
 
-def run_trial(params: dict[str, float], base: ExperimentConfig, data_root: str, storage: str, sweep: str,
-              max_failures: int, drills: dict[int, dict[str, Any]]) -> None:
-    """One trial: the base config with the trial's alphas and lr, trained by its own TorchTrainer."""
-    cfg = trial_config(base, params)
-    data = PreparedData.open(Path(data_root), cfg)
+def run_trial(params: dict[str, float], base: SweepConfig, data_root: str, storage: str, sweep: str,
+              max_failures: int, drills: dict[int, dict[str, Any]], task: SweepTask,
+              space: SearchSpace | PhysicsSpace) -> None:
+    """One trial: the base config with the trial's parameters, trained by its own TorchTrainer."""
+    cfg = space.trial_config(base, params)
+    data = task.open_data(Path(data_root), cfg)
     trial_id = tune.get_context().get_trial_id()
     drill = dict(drills.get(_trial_number(trial_id), {}))
     if "fail_at_step" in drill:  # the kill drill fires once per trial: its marker lives beside the trial
         drill.setdefault("fail_marker", str(Path(storage) / f"{trial_id}.killed"))
-    opts = LoopOptions(text_eos=data.text_eos(), **drill)  # MLflow is written by the driver's TrialRuns
-    trainer = build_trainer(cfg, data, opts, trial_run_name(sweep, trial_id), Path(storage), max_failures,
-                            callbacks=[TuneReportCallback()])
+    # MLflow is written by the driver's TrialRuns
+    trainer = task.build_trainer(cfg, data, drill, trial_run_name(sweep, trial_id), Path(storage), max_failures,
+                                 callbacks=[task.report_callback()])
     try:
         result = trainer.fit()
         if "diverged" in (result.return_value or {}):
@@ -114,13 +113,13 @@ def run_trial(params: dict[str, float], base: ExperimentConfig, data_root: str, 
         raise
 
 
-def _start_points(settings: SweepSettings, cfg: ExperimentConfig) -> list[dict[str, float]]:
+def _start_points(settings: SweepSettings, cfg: SweepConfig) -> list[dict[str, float]]:
     if settings.start_points is None:
         return [settings.space.base_point(cfg)]
     return [dict(p) for p in settings.start_points]
 
 
-def _searcher(settings: SweepSettings, cfg: ExperimentConfig) -> OptunaSearch:
+def _searcher(settings: SweepSettings, cfg: SweepConfig, task: SweepTask) -> OptunaSearch:
     if settings.search == "tpe":
         startup = settings.tpe_startup_trials or min(10, max(3, settings.num_samples // 3))
         sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=startup)
@@ -128,42 +127,49 @@ def _searcher(settings: SweepSettings, cfg: ExperimentConfig) -> OptunaSearch:
         sampler = optuna.samplers.RandomSampler(seed=settings.seed)
     else:
         raise ValueError(f"unknown search '{settings.search}'; use 'tpe' or 'random'")
-    return OptunaSearch(metric=METRIC, mode=MODE, sampler=sampler, points_to_evaluate=_start_points(settings, cfg))
+    return OptunaSearch(metric=task.metric, mode=task.mode, sampler=sampler,
+                        points_to_evaluate=_start_points(settings, cfg))
 
 
-def _scheduler(settings: SweepSettings, schedule: TokenSchedule):
+def _scheduler(settings: SweepSettings, task: SweepTask, total_steps: int, eval_every: int):
     if settings.scheduler == "fifo":
         return FIFOScheduler()
     # rungs in optimizer steps; the first rung after two evaluations, so no trial is judged on warm-up alone
-    return ASHAScheduler(time_attr="step", metric=METRIC, mode=MODE, max_t=schedule.total_steps,
-                         grace_period=min(2 * schedule.eval_every, schedule.total_steps), reduction_factor=2)
+    return ASHAScheduler(time_attr="step", metric=task.metric, mode=task.mode, max_t=total_steps,
+                         grace_period=min(2 * eval_every, total_steps), reduction_factor=2)
 
 
-def _parent_run(client: MlflowClient, settings: SweepSettings, cfg: ExperimentConfig, name: str,
-                workspace: Workspace, data: PreparedData) -> str:
+def _parent_run(client: MlflowClient, settings: SweepSettings, task: SweepTask, cfg: SweepConfig, name: str,
+                workspace: Workspace, data: SweepData) -> str:
     """The sweep's parent run, found again by name when the sweep resumes."""
-    exp_id = experiment_id(client, settings.experiment, workspace.mlflow_artifacts)
+    exp_id = experiment_id(client, settings.experiment or task.experiment, workspace.mlflow_artifacts)
     found = client.search_runs([exp_id], filter_string=f"tags.`{SWEEP_TAG}` = '{name}' and tags.`{KIND_TAG}` = 'sweep'",
                                max_results=1)
     if found:
         client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0].info.run_id
-    tags = {KIND_TAG: "sweep", SWEEP_TAG: name, "variant": cfg.variant, "config": cfg.name,
+    tags = {KIND_TAG: "sweep", SWEEP_TAG: name, **cfg.tracking_tags(), "config": cfg.name,
             "preset": cfg.preset or "", "git_commit": git_commit(), "data_manifest": data.digest}
     run = client.create_run(exp_id, run_name=name, tags=tags)
     params = {"search": settings.search, "scheduler": settings.scheduler, "num_samples": str(settings.num_samples),
-              "max_concurrent": str(settings.max_concurrent), "seed": str(settings.seed), "metric": METRIC,
+              "max_concurrent": str(settings.max_concurrent), "seed": str(settings.seed), "metric": task.metric,
               "start_points": str(len(_start_points(settings, cfg))),
-              **settings.space.describe(cfg)}
+              **settings.space.describe(cfg), **task.describe()}
     for key, value in params.items():
         client.log_param(run.info.run_id, key, value)
     client.log_text(run.info.run_id, cfg.to_yaml(), "config/base.yaml")
     return run.info.run_id
 
 
-def run_sweep(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
-              settings: SweepSettings = SweepSettings()) -> SweepOutcome:
-    """Run (or resume) a sweep; Ray must be initialised with its dashboard (Train cleans up through it)."""
+def run_sweep(cfg: SweepConfig, data: SweepData, workspace: Workspace,
+              settings: SweepSettings = SweepSettings(), task: SweepTask | None = None) -> SweepOutcome:
+    """Run (or resume) a sweep; Ray must be initialised with its dashboard (Train cleans up through it).
+
+    `task` None: the config's own (`tuning.tasks.default_task`): a 4M config by eval loss, a motion config by
+    the default objective.
+    """
+    task = task or default_task(cfg)
+    experiment = settings.experiment or task.experiment
     name = settings.name or default_sweep_name(cfg)
     uri = workspace.mlflow_uri
     client = MlflowClient(uri)
@@ -172,61 +178,64 @@ def run_sweep(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
     restoring = settings.resume and tune.Tuner.can_restore(str(path))
     if settings.resume and not restoring:
         print(f"no sweep state at {path}; starting sweep {name} afresh")
-    parent = _parent_run(client, settings, cfg, name, workspace, data)
-    schedule = TokenSchedule.from_config(cfg)
+    parent = _parent_run(client, settings, task, cfg, name, workspace, data)
+    total_steps, eval_every = task.schedule(cfg, data)
     trials_storage = workspace.ray_storage / "sweeps" / f"{name}-trials"
     trials_storage.mkdir(parents=True, exist_ok=True)
     trainable = tune.with_parameters(run_trial, base=cfg, data_root=str(data.root), storage=str(trials_storage),
-                                     sweep=name, max_failures=settings.trial_max_failures, drills=settings.drills)
+                                     sweep=name, max_failures=settings.trial_max_failures, drills=settings.drills,
+                                     task=task, space=settings.space)
     # the trial function only drives its TorchTrainer, whose workers hold the real CPUs and GPUs; Tune refuses
     # an empty request, so the driver takes a token share
     trainable = tune.with_resources(trainable, {"CPU": TRIAL_DRIVER_CPU})
     print(f"{'resuming' if restoring else 'starting'} sweep {name}: {settings.num_samples} trials of "
-          f"{cfg.variant}, {settings.search} + {settings.scheduler}, MLflow parent run {parent} ({uri})")
+          f"{cfg.run_label}, {settings.search} + {settings.scheduler}, MLflow parent run {parent} ({uri})")
     if restoring:
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
-        callback = TrialRuns(uri, settings.experiment, parent, name, cfg,
-                             {"data_manifest": data.digest, "data_dir": str(data.root)}, schedule.total_steps,
-                             trials_storage, workspace.mlflow_artifacts)
-        searcher = ConcurrencyLimiter(_searcher(settings, cfg), settings.max_concurrent)
+        callback = TrialRuns(uri, experiment, parent, name, cfg,
+                             {"data_manifest": data.digest, "data_dir": str(data.root)}, total_steps,
+                             trials_storage, workspace.mlflow_artifacts, space=settings.space)
+        searcher = ConcurrencyLimiter(_searcher(settings, cfg, task), settings.max_concurrent)
         tuner = tune.Tuner(
             trainable,
             param_space=settings.space.param_space(cfg),
             tune_config=tune.TuneConfig(search_alg=searcher,
-                                        scheduler=_scheduler(settings, schedule), num_samples=settings.num_samples,
+                                        scheduler=_scheduler(settings, task, total_steps, eval_every),
+                                        num_samples=settings.num_samples,
                                         max_concurrent_trials=settings.max_concurrent),
             run_config=tune.RunConfig(name=name, storage_path=str(root), callbacks=[callback],
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
     results = tuner.fit()
-    return _finish(client, results, cfg, name, parent, workspace)
+    return _finish(client, results, cfg, name, parent, workspace, task, settings.space)
 
 
-def _finish(client: MlflowClient, results: tune.ResultGrid, cfg: ExperimentConfig, name: str, parent: str,
-            workspace: Workspace) -> SweepOutcome:
-    """Best trial -> YAML config beside the sweep and on the parent run; counts and best loss as metrics."""
+def _finish(client: MlflowClient, results: tune.ResultGrid, cfg: SweepConfig, name: str, parent: str,
+            workspace: Workspace, task: SweepTask, space: SearchSpace | PhysicsSpace) -> SweepOutcome:
+    """Best trial -> YAML config beside the sweep and on the parent run; counts and best metric as metrics."""
+    metric = task.metric
     errored = sum(1 for r in results if r.error is not None)
     logger = RunLogger(workspace.mlflow_uri, parent)
     try:
-        best = results.get_best_result(metric=METRIC, mode=MODE, scope="last", filter_nan_and_inf=True)
+        best = results.get_best_result(metric=metric, mode=task.mode, scope="last", filter_nan_and_inf=True)
     except RuntimeError:
         best = None
-    if best is None or METRIC not in (best.metrics or {}):
-        logger.tags({"motionlab.failure": f"no trial reported {METRIC}"})
+    if best is None or metric not in (best.metrics or {}):
+        logger.tags({"motionlab.failure": f"no trial reported {metric}"})
         client.set_terminated(parent, status="FAILED")
-        raise RuntimeError(f"sweep {name}: none of {len(results)} trials reported {METRIC}; see the Tune log")
+        raise RuntimeError(f"sweep {name}: none of {len(results)} trials reported {metric}; see the Tune log")
     params = {k: float(v) for k, v in best.config.items()}
-    best_cfg = trial_config(cfg, params)
+    best_cfg = space.trial_config(cfg, params)
     out = workspace.root / "sweeps" / name / BEST_CONFIG
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = f"# best trial of sweep {name}: {METRIC} {best.metrics[METRIC]:.4f}\n"
+    header = f"# best trial of sweep {name}: {metric} {best.metrics[metric]:.4f}\n"
     out.write_text(header + best_cfg.to_yaml())
     client.log_artifact(parent, str(out))
-    logger.metrics({f"best/{METRIC}": float(best.metrics[METRIC]), "trials": float(len(results)),
+    logger.metrics({f"best/{metric}": float(best.metrics[metric]), "trials": float(len(results)),
                     "trials_failed": float(errored)}, step=0)
     logger.tags({"best_params": json.dumps({k: round(v, 6) for k, v in params.items()})})
     client.set_terminated(parent, status="FINISHED")
-    print(f"sweep {name}: best {METRIC} {best.metrics[METRIC]:.4f} with "
+    print(f"sweep {name}: best {metric} {best.metrics[metric]:.4f} with "
           + ", ".join(f"{k}={v:.4g}" for k, v in params.items()) + f"; config written to {out}")
-    return SweepOutcome(name, parent, params, float(best.metrics[METRIC]), out, len(results), errored)
+    return SweepOutcome(name, parent, params, float(best.metrics[metric]), out, len(results), errored, metric)
