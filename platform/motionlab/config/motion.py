@@ -9,8 +9,6 @@ config when it names a `model_kind`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,6 +18,7 @@ from motionlab.config.schema import (
     ResourcesConfig,
     _invalid,
     dump_yaml,
+    fingerprint_dump,
     flatten_dump,
 )
 
@@ -142,15 +141,7 @@ class MotionConfig(BaseModel):
 
     def fingerprint(self, section: str = "data") -> str:
         """"data": what decides the samples read; "all": every field that affects a run (not provenance)."""
-        dumped = self.model_dump(mode="json")
-        if section == "data":
-            payload = {key: dumped[key] for key in MOTION_DATA_FINGERPRINT_FIELDS}
-        elif section == "all":
-            payload = {key: v for key, v in dumped.items() if key not in PROVENANCE_FIELDS | {"global_vars"}}
-        else:
-            raise ValueError(f"unknown fingerprint section '{section}'; use 'data' or 'all'")
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return fingerprint_dump(self.model_dump(mode="json"), MOTION_DATA_FINGERPRINT_FIELDS, section)
 
     def to_yaml(self) -> str:
         """The resolved config as YAML that the loader reads back to an equal config."""

@@ -448,15 +448,7 @@ class ExperimentConfig(BaseModel):
         provenance (name, preset, source, overrides, global_vars) is left out so the same resolved
         values hash the same wherever they came from.
         """
-        dumped = self.model_dump(mode="json")
-        if section == "data":
-            payload = {key: dumped[key] for key in DATA_FINGERPRINT_FIELDS}
-        elif section == "all":
-            payload = {key: v for key, v in dumped.items() if key not in PROVENANCE_FIELDS | {"global_vars"}}
-        else:
-            raise ValueError(f"unknown fingerprint section '{section}'; use 'data' or 'all'")
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return fingerprint_dump(self.model_dump(mode="json"), DATA_FINGERPRINT_FIELDS, section)
 
     def to_yaml(self) -> str:
         """The resolved config as YAML that `load_config(path)` reads back to an equal config.
@@ -464,6 +456,19 @@ class ExperimentConfig(BaseModel):
         Provenance fields are left out: the loader sets them from the file it reads.
         """
         return dump_yaml(self.model_dump(mode="json", exclude=set(PROVENANCE_FIELDS)))
+
+
+def fingerprint_dump(dumped: dict[str, Any], data_fields: tuple[str, ...], section: str) -> str:
+    """16 hex digits of a JSON-mode dump: "data" hashes `data_fields`, "all" every field but provenance
+    (shared by every config schema)."""
+    if section == "data":
+        payload = {key: dumped[key] for key in data_fields}
+    elif section == "all":
+        payload = {key: v for key, v in dumped.items() if key not in PROVENANCE_FIELDS | {"global_vars"}}
+    else:
+        raise ValueError(f"unknown fingerprint section '{section}'; use 'data' or 'all'")
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def flatten_dump(dumped: dict[str, Any]) -> dict[str, str]:
