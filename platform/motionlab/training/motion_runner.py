@@ -19,15 +19,13 @@ from motionlab.config import MotionConfig
 from motionlab.tracking.runs import (
     EXPERIMENT_MOTION,
     RunLogger,
-    default_run_name,
-    open_training_run,
     using_tracking_uri,
 )
 from motionlab.training.checkpoint import META_FILE, MODEL_FILE, read_state
 from motionlab.training.motion_data import MotionData
 from motionlab.training.motion_evaluation import EVALUATOR_DIR, MotionEvalSettings, finish_motion_run
 from motionlab.training.motion_loop import VOCAB_FILE, load_motion_model, motion_train_loop
-from motionlab.training.runner import TrainOutcome, fit_to_checkpoint, run_config, scaling_config
+from motionlab.training.runner import TrainOutcome, fit_to_checkpoint, open_run, run_config, scaling_config
 from motionlab.training.skeleton import LoopOptions
 from motionlab.workspace import Workspace
 
@@ -83,13 +81,8 @@ def fit_motion(cfg: MotionConfig, data: MotionData, workspace: Workspace,
                settings: MotionTrainSettings = MotionTrainSettings()) -> TrainOutcome:
     """Train (or resume) one MotionSSM/PhysicsSSM run; Ray must be initialised unless `settings.local_mode`."""
     uri = workspace.mlflow_uri
-    run_name = settings.run_name or default_run_name(cfg)
-    tags = {"data_manifest": data.digest, "data_dir": str(data.root), **settings.extra_tags}
-    run_id, resumed = open_training_run(uri, cfg, run_name, tags, experiment=settings.experiment,
-                                        artifact_location=workspace.mlflow_artifacts)
-    print(f"{'resuming' if resumed else 'starting'} run {run_name} (MLflow run {run_id}, experiment "
-          f"{settings.experiment}, tracking {uri}): {cfg.model_kind} on {len(data.train)} train and "
-          f"{len(data.val)} val motions from {data.root}")
+    detail = f": {cfg.model_kind} on {len(data.train)} train and {len(data.val)} val motions from {data.root}"
+    run_name, run_id, resumed = open_run(cfg, data, workspace, settings, detail)
     opts = LoopOptions(mlflow_uri=uri, run_id=run_id, fail_at_step=settings.fail_at_step,
                        fail_marker=settings.fail_marker, poison_at_step=settings.poison_at_step,
                        keep_dir=str(workspace.ray_storage / run_name / "final") if settings.local_mode else None)

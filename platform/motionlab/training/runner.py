@@ -121,16 +121,27 @@ def fit_to_checkpoint(trainer: TorchTrainer, run_name: str, logger: RunLogger) -
     return result
 
 
-def fit(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
-        settings: TrainSettings = TrainSettings()) -> TrainOutcome:
-    """Train (or resume) one run; Ray must be initialised."""
+def open_run(cfg: Any, data: Any, workspace: Workspace, settings: Any, detail: str = "") -> tuple[str, str, bool]:
+    """The run's name, MLflow run id and whether it resumes (found again by name), announced in one line.
+
+    `data` carries `digest` and `root`; `settings` carries `run_name`, `experiment` and `extra_tags` (both the
+    4M and the motion settings do).
+    """
     uri = workspace.mlflow_uri
     run_name = settings.run_name or default_run_name(cfg)
     tags = {"data_manifest": data.digest, "data_dir": str(data.root), **settings.extra_tags}
     run_id, resumed = open_training_run(uri, cfg, run_name, tags, experiment=settings.experiment,
                                         artifact_location=workspace.mlflow_artifacts)
     print(f"{'resuming' if resumed else 'starting'} run {run_name} (MLflow run {run_id}, experiment "
-          f"{settings.experiment}, tracking {uri})")
+          f"{settings.experiment}, tracking {uri}){detail}")
+    return run_name, run_id, resumed
+
+
+def fit(cfg: ExperimentConfig, data: PreparedData, workspace: Workspace,
+        settings: TrainSettings = TrainSettings()) -> TrainOutcome:
+    """Train (or resume) one run; Ray must be initialised."""
+    uri = workspace.mlflow_uri
+    run_name, run_id, resumed = open_run(cfg, data, workspace, settings)
     opts = LoopOptions(mlflow_uri=uri, run_id=run_id, text_eos=data.text_eos(),
                        fail_at_step=settings.fail_at_step, fail_marker=settings.fail_marker,
                        poison_at_step=settings.poison_at_step,
