@@ -1,5 +1,6 @@
-"""`ray job submit --working-dir . -- python experiments/sweep_alphas.py --preset smoke` against a real Ray head
-started with `ray start --head` in its own process group (stopped by killing that group, never `ray stop`)."""
+"""`ray job submit --working-dir . -- python experiments/sweep_alphas.py --preset smoke` (and sweep_physics.py,
+stopped and resumed) against a real Ray head started with `ray start --head` in its own process group (stopped by
+killing that group, never `ray stop`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from motionlab.tracking.runs import KIND_TAG, SWEEP_TAG
+from motionlab.tracking.runs import KIND_TAG, RUN_NAME_TAG, SWEEP_TAG
 from motionlab.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -30,9 +31,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ray_job_submit_runs_the_smoke_sweep(ray_local, prepared_tokens, tmp_path: Path) -> None:
-    tokens = prepared_tokens("m4", "smoke").root
-    ws = tmp_path / "ws"
+@pytest.fixture(scope="module")
+def job_client(ray_local, tmp_path_factory):
+    """A JobSubmissionClient of a real head on this machine (beside this module's own local Ray)."""
+    from ray.job_submission import JobSubmissionClient
+
+    logs = tmp_path_factory.mktemp("head")
     temp = Path(tempfile.mkdtemp(prefix="mljob", dir="/tmp"))  # Ray's socket paths must fit 107 characters
     dashboard = free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
@@ -44,48 +48,98 @@ def test_ray_job_submit_runs_the_smoke_sweep(ray_local, prepared_tokens, tmp_pat
                 f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
                 f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
                 f"--metrics-export-port={free_port()}"]
-    log = (tmp_path / "head.log").open("w")
+    log = (logs / "head.log").open("w")
     head = subprocess.Popen(head_cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        from ray.job_submission import JobStatus, JobSubmissionClient
-
-        address = f"http://127.0.0.1:{dashboard}"
         deadline = time.time() + 120
         client = None
         while client is None:
             try:
-                client = JobSubmissionClient(address)
+                client = JobSubmissionClient(f"http://127.0.0.1:{dashboard}")
             except Exception:
                 if time.time() > deadline or head.poll() is not None:
-                    raise AssertionError((tmp_path / "head.log").read_text()[-3000:]) from None
+                    raise AssertionError((logs / "head.log").read_text()[-3000:]) from None
                 time.sleep(1)
-        # two Rays on this machine now: a worker of this module's Ray still names its own cluster (Train's
-        # placement-group cleaner finds the State API through RAY_ADDRESS; discovery fails with two clusters)
-        import ray
-
-        @ray.remote(num_cpus=0)
-        def own_address() -> str | None:
-            return os.environ.get("RAY_ADDRESS")
-
-        assert ray.get(own_address.remote()) == ray.get_runtime_context().gcs_address
-        entrypoint = (f"python experiments/sweep_alphas.py --workspace {ws} --preset smoke --data {tokens} "
-                      f"--name job-sweep --num-samples 1 --scheduler fifo " + " ".join(QUICK))
-        job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(REPO)})
-        deadline = time.time() + 600
-        while client.get_job_status(job) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
-            assert time.time() < deadline, client.get_job_logs(job)[-3000:]
-            time.sleep(2)
-        logs = client.get_job_logs(job)
-        assert client.get_job_status(job) == JobStatus.SUCCEEDED, logs[-4000:]
-        # the entry point joined the head (RAY_ADDRESS) instead of starting a Ray of its own
-        assert "Connecting to existing Ray cluster" in logs or "Connected to Ray cluster" in logs, logs[-2000:]
-        assert "sweep job-sweep: 1 trials (0 failed)" in logs
+        yield client
     finally:
         os.killpg(head.pid, signal.SIGKILL)
         head.wait(timeout=60)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def wait_for(client, job: str, states: set, timeout: float = 600) -> str:
+    deadline = time.time() + timeout
+    while (status := client.get_job_status(job)) not in states:
+        assert time.time() < deadline, client.get_job_logs(job)[-3000:]
+        time.sleep(2)
+    return status
+
+
+def sweep_runs(ws: Path, experiment: str, sweep: str) -> list:
     mlflow = MlflowClient(Workspace(ws).mlflow_uri)
-    exp = mlflow.get_experiment_by_name("multimodal")
-    runs = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = 'job-sweep'")
-    kinds = sorted((r.data.tags[KIND_TAG], r.info.status) for r in runs)
+    if not (ws / "mlflow.db").exists() or (exp := mlflow.get_experiment_by_name(experiment)) is None:
+        return []
+    return mlflow.search_runs([exp.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}'")
+
+
+def test_ray_job_submit_runs_the_smoke_sweep(job_client, prepared_tokens, tmp_path: Path) -> None:
+    from ray.job_submission import JobStatus
+
+    tokens = prepared_tokens("m4", "smoke").root
+    ws = tmp_path / "ws"
+    # two Rays on this machine now: a worker of this module's Ray still names its own cluster (Train's
+    # placement-group cleaner finds the State API through RAY_ADDRESS; discovery fails with two clusters)
+    import ray
+
+    @ray.remote(num_cpus=0)
+    def own_address() -> str | None:
+        return os.environ.get("RAY_ADDRESS")
+
+    assert ray.get(own_address.remote()) == ray.get_runtime_context().gcs_address
+    entrypoint = (f"python experiments/sweep_alphas.py --workspace {ws} --preset smoke --data {tokens} "
+                  f"--name job-sweep --num-samples 1 --scheduler fifo " + " ".join(QUICK))
+    job = job_client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(REPO)})
+    status = wait_for(job_client, job, {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED})
+    logs = job_client.get_job_logs(job)
+    assert status == JobStatus.SUCCEEDED, logs[-4000:]
+    # the entry point joined the head (RAY_ADDRESS) instead of starting a Ray of its own
+    assert "Connecting to existing Ray cluster" in logs or "Connected to Ray cluster" in logs, logs[-2000:]
+    assert "sweep job-sweep: 1 trials (0 failed)" in logs
+    kinds = sorted((r.data.tags[KIND_TAG], r.info.status) for r in sweep_runs(ws, "multimodal", "job-sweep"))
     assert kinds == [("sweep", "FINISHED"), ("trial", "FINISHED")]
+
+
+def test_a_stopped_physics_sweep_job_resumes(job_client, tmp_path: Path) -> None:
+    """`sweep_physics.py` as a job, stopped (`ray job stop`: its driver and running trial die) once its first
+    trial has finished, then submitted again with --resume: it runs only the trial it had not finished."""
+    from ray.job_submission import JobStatus
+
+    ws = tmp_path / "ws"
+    # 2 epochs of 56 motions (8 steps, evaluated and checkpointed every 4): the job's life is under test here
+    entrypoint = (f"python experiments/sweep_physics.py --workspace {ws} --preset smoke --name job-phys "
+                  "--num-samples 2 --scheduler fifo epochs=2 eval_freq=1 save_ckpt_freq=1")
+    first = job_client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(REPO)})
+
+    def finished_trials() -> int:
+        return sum(1 for r in sweep_runs(ws, "motion", "job-phys")
+                   if r.data.tags.get(KIND_TAG) == "trial" and r.info.status == "FINISHED")
+
+    deadline = time.time() + 400
+    while finished_trials() < 1 and job_client.get_job_status(first) in {JobStatus.PENDING, JobStatus.RUNNING}:
+        assert time.time() < deadline, job_client.get_job_logs(first)[-3000:]
+        time.sleep(1)
+    assert job_client.stop_job(first), job_client.get_job_logs(first)[-3000:]
+    assert wait_for(job_client, first, {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}) == JobStatus.STOPPED
+    assert "sweep job-phys: 2 trials (" not in job_client.get_job_logs(first)  # stopped before its end
+
+    second = job_client.submit_job(entrypoint=entrypoint + " --resume", runtime_env={"working_dir": str(REPO)})
+    status = wait_for(job_client, second, {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED})
+    logs = job_client.get_job_logs(second)
+    assert status == JobStatus.SUCCEEDED, logs[-4000:]
+    assert "resuming sweep job-phys" in logs and "sweep job-phys: 2 trials (0 failed)" in logs
+    runs = sweep_runs(ws, "motion", "job-phys")
+    trials = [r for r in runs if r.data.tags[KIND_TAG] == "trial"]
+    names = [t.data.tags[RUN_NAME_TAG] for t in trials]
+    assert len(names) == len(set(names)) == 2  # one child run per trial: none duplicated, none lost
+    assert all(t.info.status == "FINISHED" and t.data.tags["model"] == "PhysicsSSM" for t in trials)
+    assert [r.info.status for r in runs if r.data.tags[KIND_TAG] == "sweep"] == ["FINISHED"]

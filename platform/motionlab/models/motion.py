@@ -301,7 +301,9 @@ class MotionModelBase(nn.Module):
     def _stat(self, value: Tensor | np.ndarray | None, default: Tensor, name: str) -> Tensor:
         if value is None:
             return default
-        out = torch.as_tensor(value, dtype=torch.float32).detach().clone()
+        # a copy: arrays from Ray's object store are read-only, and the buffer must own its memory
+        out = (value.detach().float().clone() if isinstance(value, Tensor)
+               else torch.from_numpy(np.array(value, dtype=np.float32)))
         if out.shape != default.shape:
             raise ValueError(f"{type(self).__name__}: {name} has shape {tuple(out.shape)} but {self.cfg.dataset} "
                              f"features have ({default.numel()},); pass the dataset's Mean.npy / Std.npy")
