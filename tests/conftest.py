@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,25 @@ def shared_dataset(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data {path} is absent (a fresh clone has no ../shared); generated data covers this path")
     return path
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a driver started in its own session and every process under it (its Ray's raylet and workers
+    among them), and wait until all are gone: a worker left alive a moment longer could still write a checkpoint."""
+    import psutil
+
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
+    os.killpg(proc.pid, signal.SIGKILL)
+    for child in tree:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=60)
+    psutil.wait_procs(tree, timeout=60)
 
 
 def _small_ray(prefix: str, include_dashboard: bool) -> Iterator[None]:

@@ -182,6 +182,20 @@ def test_ray_run_learns_and_recovers_a_killed_worker(recovered) -> None:
                                                                      PhysicsSSM)
 
 
+def test_a_finished_run_started_again_reports_its_final_evaluation(recovered) -> None:
+    """A driver that dies after the last checkpoint (a sweep job stopped at the end of a trial) starts the run
+    again: it resumes at the end, trains nothing, and reports the final weights' evaluation, which a restored
+    Tune trial needs to rank it, without logging it a second time."""
+    cfg, ws, data, first = recovered
+    again = fit_motion(cfg, data, ws, MotionTrainSettings(run_name=first.run_name, evaluate=False, log_model=False))
+    assert (again.run_id, again.resumed) == (first.run_id, True)
+    assert again.metrics["start_step"] == again.metrics["step"] == 140
+    client = MlflowClient(ws.mlflow_uri)
+    eval_mse = _history(client, first.run_id, "eval/mse")
+    assert [s for s, _ in eval_mse] == [0, 28, 56, 84, 112, 140]  # nothing logged twice
+    assert again.metrics["eval/mse"] == pytest.approx(eval_mse[-1][1], rel=1e-5)  # the same weights, evaluated
+
+
 def test_a_crashed_run_resumes_by_name_through_the_entry_script(ray_local, tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws").ensure()
     args = ["--preset", "smoke", "--run-name", "resume-me", "epochs=5", "save_ckpt_freq=1", "eval_freq=1"]

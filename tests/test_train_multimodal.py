@@ -4,7 +4,6 @@ and the MLflow run read back (tags, params, metric histories, artifacts, the log
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from conftest import kill_tree
 from motionlab.config import load_config
 from motionlab.tracking.runs import RUN_NAME_TAG, find_run
 from motionlab.training.checkpoint import MODEL_FILE, load_model_state, read_state
@@ -160,8 +160,7 @@ def test_resume_after_the_process_is_killed(m4_data: PreparedData, tmp_path: Pat
     while time.time() < deadline and not _checkpoints(ws, "resume-me") and first.poll() is None:
         time.sleep(0.5)
     assert _checkpoints(ws, "resume-me"), (tmp_path / "first.log").read_text()[-3000:]
-    os.killpg(first.pid, signal.SIGKILL)  # the driver, its Ray and the worker, mid-run
-    first.wait(timeout=60)
+    kill_tree(first)  # the driver, its Ray and the worker, mid-run
     done = read_state(_checkpoints(ws, "resume-me")[-1]).step
     assert 0 < done < 59
     second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)

@@ -202,6 +202,12 @@ def run_training(task: TrainTask, opts: LoopOptions) -> dict[str, Any]:
         logger.metrics(initial, 0)
         last.update(initial)
         ray.train.report({"step": 0, f"{unit}_seen": 0, **initial})
+    elif step >= plan.total_steps:
+        # resumed at the end: the driver died after the last checkpoint, perhaps before its watcher (a restored
+        # Tune trial) saw the last report; report the final weights' evaluation once more, not logged again
+        final = task.evaluate() if rank == 0 else {}
+        last.update(final)
+        ray.train.report({"step": step, f"{unit}_seen": seen, **final})
     model.train()
     while step < plan.total_steps:
         _fault_drill(opts, step, rank)
