@@ -3,6 +3,7 @@ and the MLflow run read back (tags, params, metric histories, artifacts, the log
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -147,6 +148,16 @@ def _checkpoints(ws: Path, run: str) -> list[Path]:
     return sorted(p for p in (ws / "ray" / run).glob("checkpoint_*") if p.is_dir())
 
 
+def _registered(ws: Path, run: str) -> bool:
+    """Whether Train's controller has recorded a checkpoint of the run (its snapshot is what a restart reads; a
+    folder on disk that the controller never recorded is not resumed from)."""
+    snapshot = ws / "ray" / run / "checkpoint_manager_snapshot.json"
+    try:
+        return bool(json.loads(snapshot.read_text()).get("checkpoint_results"))
+    except (OSError, ValueError):  # not written yet, or caught mid-write
+        return False
+
+
 def test_resume_after_the_process_is_killed(m4_data: PreparedData, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     env = {**os.environ, "MOTIONLAB_WORKSPACE": str(ws), "PYTHONUNBUFFERED": "1"}
@@ -157,9 +168,9 @@ def test_resume_after_the_process_is_killed(m4_data: PreparedData, tmp_path: Pat
     log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not _checkpoints(ws, "resume-me") and first.poll() is None:
+    while time.time() < deadline and not _registered(ws, "resume-me") and first.poll() is None:
         time.sleep(0.5)
-    assert _checkpoints(ws, "resume-me"), (tmp_path / "first.log").read_text()[-3000:]
+    assert _registered(ws, "resume-me"), (tmp_path / "first.log").read_text()[-3000:]
     kill_tree(first)  # the driver, its Ray and the worker, mid-run
     done = read_state(_checkpoints(ws, "resume-me")[-1]).step
     assert 0 < done < 59

@@ -202,7 +202,7 @@ def collate_motion(
     dim = samples[0].features.shape[1]
     feats = torch.zeros(len(samples), int(lengths.max()), dim)
     for row, s in zip(feats, samples, strict=True):
-        row[: s.features.shape[0]] = torch.from_numpy(np.asarray(s.features, dtype=np.float32))
+        row[: s.features.shape[0]] = torch.as_tensor(np.array(s.features, dtype=np.float32))  # may be read-only
     return {"text_tokens": vocab.encode(captions, max_text_len), "features": feats, "lengths": lengths}
 
 

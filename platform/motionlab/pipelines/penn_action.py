@@ -1,11 +1,15 @@
 """Penn Action -> tokenised, split, validated Parquet shards, as a Ray Data graph.
 
 Two phases, so a second run resumes instead of restarting:
-  1. per chunk of videos (the expensive part): decode, crop, successor frames, captions, image and
-     pose tokens -> OUT/_stage/chunk-NNNNN/ (written to a temporary folder, renamed when complete);
-  2. over all chunks (cheap): text tokenizer, text tokens, validation -> OUT/{train,eval,test}/,
-     OUT/quarantine.parquet and OUT/manifest.json.
+  1. per chunk of videos (the expensive part), a Ray Data graph: decode, crop, successor frames, captions,
+     image and pose tokens -> OUT/_stage/chunk-NNNNN/ (written to a temporary folder, renamed when complete);
+  2. over all chunks (cheap: token lists only), on the driver: text tokenizer, text tokens, validation ->
+     OUT/{train,eval,test}/, OUT/quarantine.parquet and OUT/manifest.json.
 A chunk whose `_SUCCESS` names the same videos and fingerprint is reused as it is.
+
+The staged tokens are a few KB a sample, so the driver writes each chunk and runs phase 2 itself: Ray tasks for
+them cost more than the work (each new worker process imports pyarrow and Ray Data; on 2 cores the 24-video
+test chunk took 18 s with Ray's Parquet writer against 6 s, benchmarks/pipeline_throughput.py).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
-from ray.data.expressions import col
+from ray.data.block import BlockAccessor
 
 import motionlab
 from motionlab import modalities as registry
@@ -53,7 +58,10 @@ TEXT_TOKENIZER = "text_tokenizer.json"
 LIGHT_CPU = 0.25  # reads, writes and cheap stages: never let them starve an actor pool of CPUs
 DECODE_CPU = 0.75  # two decode tasks plus one model actor (0.5) fill a 2-CPU node without oversubscribing
 MODEL_CPU = 0.5
-FUSED_CPU = 0.875  # one fused actor per CPU, leaving a quarter CPU for the Parquet writer
+FUSED_CPU = 0.875  # one fused actor per CPU, leaving a little for the driver
+VIDEOS_PER_BLOCK = 8  # fewer, larger blocks: each block costs the executor more than a small video's work
+FINALIZE_ROWS = 512  # rows per finalize batch (text encoding and validation)
+FILE_ROWS = 50_000  # samples per output Parquet file, so readers can split a large split across tasks
 
 
 @dataclass(frozen=True)
@@ -156,48 +164,63 @@ def _stage_chunk(cfg: ExperimentConfig, spec: SampleSpec, rows: list[dict[str, s
     mods = _modalities(cfg)
     gpus = cfg.resources.gpus_per_worker if cfg.resources.use_gpu and cluster_gpus() > 0 else 0.0
     device = "cuda" if gpus > 0 else "cpu"
-    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    # at least two blocks per actor (or GPU actor) so none idles; otherwise VIDEOS_PER_BLOCK videos a block
+    blocks = min(len(rows), max(2 * max(1, int(cluster_cpus()), actors), -(-len(rows) // VIDEOS_PER_BLOCK)))
+    ds = ray.data.from_items(rows, override_num_blocks=blocks)
     if gpus == 0 and cfg.data.captioner == "template":
         ds = _fused_stage(cfg, spec, ds, mods, image_tok)
     else:
         ds = _split_stages(cfg, spec, ds, mods, image_tok, actors, gpus, device)
+    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]  # token lists: small enough for the driver
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    ds.write_parquet(str(tmp), ray_remote_args={"num_cpus": LIGHT_CPU})
-    tmp.mkdir(parents=True, exist_ok=True)  # a chunk of only-empty videos writes no file
+    tmp.mkdir(parents=True)
+    if tables:  # a chunk of only-empty videos writes no file
+        pq.write_table(pa.concat_tables(tables, promote_options="permissive"), tmp / "part-0.parquet")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
 
 
-def _text_tokenizer(cfg: ExperimentConfig, staged: ray.data.Dataset, out: Path,
-                    log: Callable[[str], None]) -> Path | None:
+def _text_tokenizer(cfg: ExperimentConfig, staged: pa.Table, out: Path, log: Callable[[str], None]) -> Path | None:
     """The tokenizer.json for text modalities: the configured one, or a BPE trained on these captions."""
     if not any(m.kind is Kind.TEXT for m in _modalities(cfg)):
         return None
     if cfg.data.text_tokenizer_path:
         tok = TextTokenizer.load(Path(cfg.data.text_tokenizer_path).expanduser())
         return tok.save(out / TEXT_TOKENIZER)
-    captions = [c for c in staged.unique("caption") if c]
+    captions = sorted(c for c in pc.unique(staged.column("caption")).to_pylist() if c)
     tok = train_bpe(captions, cfg.data.text_vocab_size, out / TEXT_TOKENIZER)
     log(f"trained a byte-level BPE of {tok.vocab_size} tokens on {len(captions)} distinct captions")
     return out / TEXT_TOKENIZER
 
 
-def _write_outputs(final: ray.data.Dataset, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _finalize_table(staged: pa.Table, spec: FinalSpec) -> pa.Table:
+    """`stages.finalize` over the staged rows in batches, each converted as Ray Data's numpy batches are."""
+    parts = [finalize(BlockAccessor.for_block(staged.slice(i, FINALIZE_ROWS)).to_batch_format("numpy"), spec)
+             for i in range(0, staged.num_rows, FINALIZE_ROWS)]
+    return pa.concat_tables(parts) if parts else pa.table({"video_id": pa.array([], pa.string()),
+                                                           "frame": pa.array([], pa.int32()),
+                                                           "split": pa.array([], pa.string()),
+                                                           "reason": pa.array([], pa.string())})
+
+
+def _write_outputs(final: pa.Table, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Splits into OUT/<split>/ (each replaced whole) and the quarantine table.
 
     Returns the (video_id, split) index of the kept samples and the quarantine table.
     """
+    ok = pc.equal(final.column("reason"), "")
     for split in SPLITS:
-        part = final.filter(expr=(col("reason") == "") & (col("split") == split), num_cpus=LIGHT_CPU)
+        part = final.filter(pc.and_(ok, pc.equal(final.column("split"), split))).drop_columns(["reason"])
         tmp = out / f".{split}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        part.drop_columns(["reason"]).write_parquet(str(tmp), ray_remote_args={"num_cpus": LIGHT_CPU})
-        tmp.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(parents=True)
+        for k, start in enumerate(range(0, part.num_rows, FILE_ROWS)):
+            pq.write_table(part.slice(start, FILE_ROWS), tmp / f"part-{k:05d}.parquet")
         shutil.rmtree(out / split, ignore_errors=True)
         tmp.rename(out / split)
-    flags = [c for c in final.columns() if c.endswith("_truncated")]
-    index = final.select_columns(["video_id", "frame", "split", "reason", *flags]).to_pandas()
+    flags = [c for c in final.column_names if c.endswith("_truncated")]
+    index = final.select(["video_id", "frame", "split", "reason", *flags]).to_pandas()
     quarantine = index[index["reason"] != ""][["video_id", "frame", "reason"]]
     quarantine = quarantine.astype({"frame": "int32"}).sort_values(["video_id", "frame"]).reset_index(drop=True)
     pq.write_table(pa.Table.from_pandas(quarantine, preserve_index=False), out / QUARANTINE)
@@ -270,15 +293,13 @@ def prepare_penn_action(
 
     t2 = time.perf_counter()
     stage_dirs = [str(stage_root / f"chunk-{k:05d}") for k in range(len(chunks))]
-    # The staged tokens are small; reading them on the driver avoids a round of listing and footer tasks.
     tables = [pq.read_table(f) for d in stage_dirs for f in sorted(Path(d).glob("*.parquet"))]
-    staged = ray.data.from_arrow(tables) if tables else ray.data.from_items([])
+    staged = (pa.concat_tables(tables, promote_options="permissive") if tables
+              else pa.table({"caption": pa.array([], pa.string())}))
     text_tok = _text_tokenizer(cfg, staged, out, log)
     final_spec = FinalSpec(tuple(_modalities(cfg)), cfg.lengths(), cfg.vocab(),
                            str(text_tok) if text_tok else None)
-    final = staged.map_batches(finalize, fn_kwargs={"spec": final_spec}, batch_format="numpy",
-                               num_cpus=LIGHT_CPU, batch_size=512).materialize()
-    kept_index, quarantine = _write_outputs(final, out)
+    kept_index, quarantine = _write_outputs(_finalize_table(staged, final_spec), out)
     t_final = time.perf_counter() - t2
 
     counts = {s: int((kept_index["split"] == s).sum()) for s in SPLITS}

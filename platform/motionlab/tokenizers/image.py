@@ -61,7 +61,7 @@ def check_tokens(tokens: np.ndarray, codebook_size: int, who: str) -> np.ndarray
 
 def frames_to_tensor(frames: np.ndarray, device: str | torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) in [-1, 1], the range both tokenizers were trained on."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    x = torch.from_numpy(np.array(frames, copy=True)).to(device)  # Ray's zero-copy batches are read-only
     return (x.permute(0, 3, 1, 2).to(dtype) / 127.5 - 1.0).contiguous()
 
 
