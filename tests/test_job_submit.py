@@ -1,6 +1,7 @@
-"""`ray job submit --working-dir . -- python experiments/sweep_alphas.py --preset smoke` (and sweep_physics.py,
-stopped and resumed) against a real Ray head started with `ray start --head` in its own process group (stopped by
-killing that group, never `ray stop`)."""
+"""`ray job submit --working-dir . -- python experiments/sweep_physics.py --preset smoke`, stopped and submitted
+again with --resume, against a real Ray head started with `ray start --head` in its own process group (stopped by
+killing that group, never `ray stop`). The entry scripts of both sweeps are the same `motionlab sweep` command and
+the same sweep driver; the 4M alpha sweep itself is tested in test_sweep.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from motionlab.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[1]
-QUICK = ["total_tokens=0.03", "warmup_tokens=0.003", "eval_freq=0.01", "save_ckpt_freq=0.03"]
 
 
 def free_port() -> int:
@@ -82,38 +82,19 @@ def sweep_runs(ws: Path, experiment: str, sweep: str) -> list:
     return mlflow.search_runs([exp.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}'")
 
 
-def test_ray_job_submit_runs_the_smoke_sweep(job_client, prepared_tokens, tmp_path: Path) -> None:
-    from ray.job_submission import JobStatus
-
-    tokens = prepared_tokens("m4", "smoke").root
-    ws = tmp_path / "ws"
+def test_a_stopped_physics_sweep_job_resumes(job_client, tmp_path: Path) -> None:
+    """`sweep_physics.py` as a job, stopped (`ray job stop`: its driver and running trial die) once its first
+    trial has finished, then submitted again with --resume: it runs only the trial it had not finished."""
     # two Rays on this machine now: a worker of this module's Ray still names its own cluster (Train's
     # placement-group cleaner finds the State API through RAY_ADDRESS; discovery fails with two clusters)
     import ray
+    from ray.job_submission import JobStatus
 
     @ray.remote(num_cpus=0)
     def own_address() -> str | None:
         return os.environ.get("RAY_ADDRESS")
 
     assert ray.get(own_address.remote()) == ray.get_runtime_context().gcs_address
-    entrypoint = (f"python experiments/sweep_alphas.py --workspace {ws} --preset smoke --data {tokens} "
-                  f"--name job-sweep --num-samples 1 --scheduler fifo " + " ".join(QUICK))
-    job = job_client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(REPO)})
-    status = wait_for(job_client, job, {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED})
-    logs = job_client.get_job_logs(job)
-    assert status == JobStatus.SUCCEEDED, logs[-4000:]
-    # the entry point joined the head (RAY_ADDRESS) instead of starting a Ray of its own
-    assert "Connecting to existing Ray cluster" in logs or "Connected to Ray cluster" in logs, logs[-2000:]
-    assert "sweep job-sweep: 1 trials (0 failed)" in logs
-    kinds = sorted((r.data.tags[KIND_TAG], r.info.status) for r in sweep_runs(ws, "multimodal", "job-sweep"))
-    assert kinds == [("sweep", "FINISHED"), ("trial", "FINISHED")]
-
-
-def test_a_stopped_physics_sweep_job_resumes(job_client, tmp_path: Path) -> None:
-    """`sweep_physics.py` as a job, stopped (`ray job stop`: its driver and running trial die) once its first
-    trial has finished, then submitted again with --resume: it runs only the trial it had not finished."""
-    from ray.job_submission import JobStatus
-
     ws = tmp_path / "ws"
     # 2 epochs of 56 motions (8 steps, evaluated and checkpointed every 4): the job's life is under test here
     entrypoint = (f"python experiments/sweep_physics.py --workspace {ws} --preset smoke --name job-phys "
@@ -128,7 +109,10 @@ def test_a_stopped_physics_sweep_job_resumes(job_client, tmp_path: Path) -> None
     while finished_trials() < 1 and job_client.get_job_status(first) in {JobStatus.PENDING, JobStatus.RUNNING}:
         assert time.time() < deadline, job_client.get_job_logs(first)[-3000:]
         time.sleep(1)
-    assert job_client.stop_job(first), job_client.get_job_logs(first)[-3000:]
+    logs = job_client.get_job_logs(first)
+    # the entry point joined the head (RAY_ADDRESS) instead of starting a Ray of its own
+    assert "Connecting to existing Ray cluster" in logs or "Connected to Ray cluster" in logs, logs[-2000:]
+    assert job_client.stop_job(first), logs[-3000:]
     assert wait_for(job_client, first, {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}) == JobStatus.STOPPED
     assert "sweep job-phys: 2 trials (" not in job_client.get_job_logs(first)  # stopped before its end
 
