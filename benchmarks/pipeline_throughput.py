@@ -25,7 +25,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from motionlab.config import load_config
@@ -36,11 +35,11 @@ from motionlab.pipelines.image_tokenizer import ensure_image_tokenizer
 from motionlab.pipelines.penn_action import (
     PipelineSettings,
     _modalities,
+    _write_outputs,
     assign_splits,
     prepare_penn_action,
     sample_spec,
 )
-from motionlab.pipelines.splits import SPLITS
 from motionlab.pipelines.stages import CaptionStage, FinalSpec, ImageTokenStage, finalize, pose_tokens
 from motionlab.pipelines.video_samples import rows_to_columns, video_to_samples
 from motionlab.raycluster import init_ray
@@ -79,7 +78,7 @@ class VideoWork:
 
 
 def write_outputs(cfg, staged: list[dict], out: Path) -> int:
-    """Text tokens, validation and Parquet splits, as the graph's second phase does."""
+    """Text tokens, validation and Parquet splits: the graph's own second phase, on the same staged batches."""
     mods = _modalities(cfg)
     text = None
     if any(m.kind is Kind.TEXT for m in mods):
@@ -87,15 +86,8 @@ def write_outputs(cfg, staged: list[dict], out: Path) -> int:
         train_bpe(captions, cfg.data.text_vocab_size, out / "text_tokenizer.json")
         text = str(out / "text_tokenizer.json")
     table = pa.concat_tables([finalize(b, FinalSpec(tuple(mods), cfg.lengths(), cfg.vocab(), text)) for b in staged])
-    reasons = table.column("reason").to_pylist()
-    split_col = table.column("split").to_pylist()
-    for split in SPLITS:
-        keep = [r == "" and s == split for r, s in zip(reasons, split_col, strict=True)]
-        (out / split).mkdir(parents=True, exist_ok=True)
-        pq.write_table(table.filter(pa.array(keep)).drop(["reason"]), out / split / "part-0.parquet")
-    bad = [r != "" for r in reasons]
-    pq.write_table(table.filter(pa.array(bad)).select(["video_id", "frame", "reason"]), out / "quarantine.parquet")
-    return sum(1 for r in reasons if r == "")
+    kept, _ = _write_outputs(table, out)
+    return len(kept)
 
 
 def sequential(cfg, source: Path, image_tok: Path, out: Path) -> int:
