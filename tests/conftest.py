@@ -46,14 +46,19 @@ def kill_tree(proc: subprocess.Popen) -> None:
     psutil.wait_procs(tree, timeout=60)
 
 
-def _small_ray(prefix: str, include_dashboard: bool) -> Iterator[None]:
+@pytest.fixture(scope="session")
+def _session_ray() -> Iterator[None]:
+    """One small local Ray for the whole run, started by the first module that needs it: 2 CPUs, a 200 MB object
+    store, and the dashboard (Tune stops Train runs early and Train V2 cleans their placement groups up through
+    its State API). Each start costs 5 to 8 s and a run has a dozen Ray modules; later modules also find worker
+    processes that have already imported Ray Data."""
     import ray
 
     from motionlab.raycluster import init_ray
 
     # A short temp path: Ray's unix sockets must fit in 107 characters.
-    temp = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    init_ray(num_cpus=2, object_store_mb=200, temp_dir=temp, include_dashboard=include_dashboard)
+    temp = Path(tempfile.mkdtemp(prefix="mlray", dir="/tmp"))
+    init_ray(num_cpus=2, object_store_mb=200, temp_dir=temp, include_dashboard=True)
     try:
         yield
     finally:
@@ -62,16 +67,29 @@ def _small_ray(prefix: str, include_dashboard: bool) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    """One small local Ray per test module (start-up costs seconds): 2 CPUs, 200 MB object store."""
-    yield from _small_ray("mlray", include_dashboard=False)
+def ray_local(_session_ray) -> Iterator[None]:
+    """The session's Ray, checked idle at the end of each module: an actor or placement group a module leaves
+    behind would hold CPUs the next module's runs wait for."""
+    yield
+    _assert_idle()
 
 
 @pytest.fixture(scope="module")
-def ray_with_dashboard() -> Iterator[None]:
-    """The same, with the dashboard: Tune stops Train runs early and Train V2 cleans their placement groups up
-    through the dashboard's State API."""
-    yield from _small_ray("mlsweep", include_dashboard=True)
+def ray_with_dashboard(ray_local) -> Iterator[None]:
+    """The same Ray (it always has its dashboard); the name says what the module relies on."""
+    yield
+
+
+def _assert_idle(timeout: float = 60.0) -> None:
+    import time
+
+    import ray
+
+    deadline = time.time() + timeout
+    while (free := ray.available_resources().get("CPU", 0.0)) < ray.cluster_resources().get("CPU", 0.0) - 1e-6:
+        if time.time() > deadline:
+            raise AssertionError(f"a test module left Ray busy: {free} of {ray.cluster_resources()['CPU']} CPUs free")
+        time.sleep(0.5)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ evaluation metrics on generated walks, and the PyBullet evaluation in Ray tasks 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -173,14 +175,17 @@ def test_generated_walks_barely_skate_and_never_sink():
 # PyBullet evaluation in Ray tasks
 
 def test_evaluate_motions_needs_ray():
-    import ray
-
-    from motionlab.physics.pybullet_eval import evaluate_motions
-
-    if ray.is_initialized():  # pragma: no cover - only when another module's Ray is still up
-        pytest.skip("Ray is running in this process")
-    with pytest.raises(RuntimeError, match="ray.init"):
-        evaluate_motions([_stand_m(1.0)], KIT)
+    # in a fresh interpreter: this test process may hold the session's Ray
+    code = ("import numpy as np\n"
+            "from motionlab.datasets.motion_features import KIT\n"
+            "from motionlab.physics.pybullet_eval import evaluate_motions\n"
+            "try:\n"
+            "    evaluate_motions([np.zeros((40, 21, 3))], KIT)\n"
+            "except RuntimeError as err:\n"
+            "    print('refused:', err)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "refused: evaluate_motions: Ray is not initialised; call ray.init()" in out.stdout, out.stdout
 
 
 def _topple() -> np.ndarray:

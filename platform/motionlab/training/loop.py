@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import ray.data
 import ray.train
 import torch
@@ -114,10 +117,18 @@ class EpochCache:
                 yield {c: a[idx] for c, a in self.rows.items()}
 
 
-@torch.no_grad()
-def eval_batches(shard: Any, columns: list[str], batch_size: int) -> list[dict[str, np.ndarray]]:
-    """The eval split as token arrays, read once: every evaluation then sees the same rows in the same order."""
-    return [token_arrays(b, columns) for b in shard.iter_batches(batch_size=batch_size, batch_format="numpy")]
+def eval_batches(split_dir: str, columns: list[str], batch_size: int) -> list[dict[str, np.ndarray]]:
+    """The eval split's token columns, read once by rank 0 straight from its Parquet files (a few MB: a Ray Data
+    execution for them cost seconds a run on a small node) and cut into batches of {name: (B, L) int64}; every
+    evaluation then sees the same rows in the same order."""
+    files = sorted(Path(split_dir).glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{split_dir}: the eval split holds no Parquet files; prepare the data again "
+                                "(motionlab prepare penn-action) or point --data at a prepared folder")
+    table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+    rows = token_arrays({c: table.column(c).to_numpy(zero_copy_only=False) for c in columns}, columns)
+    starts = range(0, table.num_rows, batch_size)
+    return [{c: a[start : start + batch_size] for c, a in rows.items()} for start in starts]
 
 
 def evaluate(model: FourM, batches: list[dict[str, np.ndarray]], cfg: ExperimentConfig, spec: MaskingSpec,
@@ -167,7 +178,7 @@ class FourMTask(TrainTask):
         self.find_unused_parameters = True
         per_worker = max(1, cfg.batch_size // world)
         columns = list(cfg.modalities)
-        self.eval_rows = eval_batches(ray.train.get_dataset_shard("eval"), columns, per_worker) if rank == 0 else []
+        self.eval_rows = eval_batches(opts.eval_dir, columns, per_worker) if rank == 0 else []
         self.batches = iter(EpochCache(ray.train.get_dataset_shard("train"), per_worker, cfg.data.seed + rank, columns))
 
     def loss_module(self) -> torch.nn.Module:

@@ -7,7 +7,7 @@ MLflow by appending to the run it finds through the `motionlab.run_name` tag.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,18 +62,14 @@ def scaling_config(cfg: ExperimentConfig | MotionConfig, local_mode: bool = Fals
 
 
 def split_datasets(cfg: ExperimentConfig, data: PreparedData) -> dict[str, ray.data.Dataset]:
-    """Train and eval splits as Ray Data datasets holding only the model's token columns."""
+    """The train split as a Ray Data dataset holding only the model's token columns (rank 0 reads the small eval
+    split itself, see `loop.eval_batches`)."""
     columns = list(cfg.modalities)
     # the training log line carries progress; per-epoch dataset bars in every worker would bury it
     ray.data.DataContext.get_current().enable_progress_bars = False
     # Not ray.data.from_arrow, though it starts faster: its metadata tasks ask for a whole CPU each and hang
     # when trial workers hold fractions of a small node (a sweep's third trial waited forever)
-    splits = {split: ray.data.read_parquet(str(data.split_dir(split)), num_cpus=LIGHT_CPU).select_columns(columns)
-              for split in ("train", "eval")}
-    # the eval split is read whole by rank 0: materialised here, so no read task ever competes with the train
-    # split's stream for the CPUs Ray Data is left with beside the workers
-    splits["eval"] = splits["eval"].materialize()
-    return splits
+    return {"train": ray.data.read_parquet(str(data.split_dir("train")), num_cpus=LIGHT_CPU).select_columns(columns)}
 
 
 def run_config(run_name: str, storage: Path, max_failures: int, callbacks: list | None = None) -> ray.train.RunConfig:
@@ -93,7 +89,7 @@ def build_trainer(cfg: ExperimentConfig, data: PreparedData, opts: LoopOptions, 
     """The TorchTrainer of one run; the same `(storage, run_name)` resumes from that run's last checkpoint."""
     return TorchTrainer(
         train_loop,
-        train_loop_config={"cfg": cfg, "opts": opts},
+        train_loop_config={"cfg": cfg, "opts": replace(opts, eval_dir=str(data.split_dir("eval")))},
         scaling_config=scaling_config(cfg, local_mode),
         datasets=split_datasets(cfg, data),
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
