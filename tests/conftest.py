@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,37 @@ def kill_tree(proc: subprocess.Popen) -> None:
             pass
     proc.wait(timeout=60)
     psutil.wait_procs(tree, timeout=60)
+
+
+def run_script(script: Path, args: list[str]) -> int:
+    """An entry script run as `python script args` would run it, but in this process (on its Ray, without a
+    second interpreter's start-up); returns its exit status."""
+    import runpy
+
+    argv = sys.argv
+    sys.argv = [str(script), *args]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as done:
+        return int(done.code or 0)
+    finally:
+        sys.argv = argv
+    return 0
+
+
+def printed_until(capfd: pytest.CaptureFixture, text: str, seconds: float = 30) -> str:
+    """What this process printed since the last read, waiting for `text`: Ray workers' lines reach the driver
+    through Ray's log monitor a moment after they are written."""
+    import time
+
+    out = ""
+    deadline = time.time() + seconds
+    while True:
+        captured = capfd.readouterr()
+        out += captured.out + captured.err
+        if text in out or time.time() > deadline:
+            return out
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,6 @@ after training is off here (tests/test_motion_evaluation.py covers it)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from conftest import printed_until, run_script
 from motionlab.config import load_motion_config
 from motionlab.models.motion import make_scheduler, steps_total
 from motionlab.models.physics_ssm import PhysicsSSM
@@ -196,7 +194,8 @@ def test_a_finished_run_started_again_reports_its_final_evaluation(recovered) ->
     assert again.metrics["eval/mse"] == pytest.approx(eval_mse[-1][1], rel=1e-5)  # the same weights, evaluated
 
 
-def test_a_crashed_run_resumes_by_name_through_the_entry_script(ray_local, tmp_path: Path) -> None:
+def test_a_crashed_run_resumes_by_name_through_the_entry_script(ray_local, tmp_path: Path, capfd,
+                                                                  monkeypatch) -> None:
     ws = Workspace(tmp_path / "ws").ensure()
     args = ["--preset", "smoke", "--run-name", "resume-me", "epochs=5", "save_ckpt_freq=1", "eval_freq=1"]
     cfg = load_motion_config("motion", preset="smoke", overrides=args[4:])
@@ -209,18 +208,16 @@ def test_a_crashed_run_resumes_by_name_through_the_entry_script(ray_local, tmp_p
     client = MlflowClient(ws.mlflow_uri)
     run_id = find_run(client, "motion", "resume-me")
     assert client.get_run(run_id).info.status == "FAILED"
-    # the same name again, from the entry script, on the workspace's data (found, not generated again)
-    env = {**os.environ, "MOTIONLAB_WORKSPACE": str(ws.root), "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS", None)
-    second = subprocess.run([sys.executable, str(REPO / "experiments" / "train_motion_ssm.py"), *args,
-                             "--no-eval", "--num-cpus", "2"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                            timeout=400)
-    out = second.stdout + second.stderr
-    assert second.returncode == 0, out[-3000:]
+    # the same name again, from the entry script, on the workspace's data (found, not generated again); run in
+    # this process, on this module's Ray
+    monkeypatch.setenv("MOTIONLAB_WORKSPACE", str(ws.root))
+    capfd.readouterr()
+    assert run_script(REPO / "experiments" / "train_motion_ssm.py", [*args, "--no-eval", "--num-cpus", "2"]) == 0
+    out = printed_until(capfd, "resuming from step ")
     assert "generating" not in out and "resuming run resume-me" in out
     resumed_at = int(out.split("resuming from step ")[1].split()[0])
     assert resumed_at in (4, 8)  # the last checkpoint the controller registered before the crash
-    assert "finished at step 20" in second.stdout
+    assert "finished at step 20" in out
     runs = client.search_runs([client.get_experiment_by_name("motion").experiment_id])
     assert [r.data.tags[RUN_NAME_TAG] for r in runs] == ["resume-me"]  # the same MLflow run, not a second one
     assert client.get_run(run_id).info.status == "FINISHED"

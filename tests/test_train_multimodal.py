@@ -15,7 +15,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import kill_tree
+from conftest import kill_tree, printed_until, run_script
 from motionlab.config import load_config
 from motionlab.tracking.runs import RUN_NAME_TAG, find_run
 from motionlab.training.checkpoint import MODEL_FILE, load_model_state, read_state
@@ -38,11 +38,13 @@ def m4_data(ray_local, prepared_tokens) -> PreparedData:
 
 @pytest.fixture(scope="module")
 def trained(m4_data: PreparedData, tmp_path_factory):
-    """One real training (one Ray Train worker) long enough for the eval loss to fall, whose worker is killed
-    once at step 60 (after the checkpoint of step 49) and recovered by FailureConfig."""
+    """One real training on two Ray Train workers (DDP over gloo, the train split streamed to both) long enough
+    for the eval loss to fall, whose rank 0 is killed once at step 60 (after the checkpoint of step 49) and
+    recovered by FailureConfig."""
     ws = Workspace(tmp_path_factory.mktemp("ws-train")).ensure()
     cfg = load_config("m4", preset="tiny", overrides=["total_tokens=0.4", "warmup_tokens=0.04", "eval_freq=0.1",
-                                                      "save_ckpt_freq=0.1"])
+                                                      "save_ckpt_freq=0.1", "resources.num_workers=2",
+                                                      "resources.cpus_per_worker=0.5"])
     marker = ws.root / "killed"
     outcome = fit(cfg, m4_data, ws, TrainSettings(max_failures=1, samples=2, fail_at_step=60,
                                                   fail_marker=str(marker)))
@@ -127,20 +129,12 @@ def test_local_mode_runs_the_loop_in_process(m4_data: PreparedData, tmp_path: Pa
     assert read_state(outcome.checkpoint).step == 25
 
 
-def test_two_workers_ddp_over_gloo(m4_data: PreparedData, tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws").ensure()
-    cfg = load_config("m4", preset="tiny", overrides=[*QUICK, "resources.num_workers=2",
-                                                      "resources.cpus_per_worker=0.5"])
-    outcome = fit(cfg, m4_data, ws, TrainSettings(evaluate=False, max_failures=0))
-    assert outcome.metrics["step"] == 25 and outcome.metrics["world_size"] == 2
-    assert np.isfinite(outcome.metrics["train/loss"])
-
-
 def test_killed_worker_recovers_from_its_last_checkpoint(trained) -> None:
     _, ws, outcome = trained
     assert (ws.root / "killed").read_text() == "killed at step 60\n"
     # the restarted worker group began at the checkpoint of step 49, not at 0, and finished the schedule
     assert outcome.metrics["start_step"] == 49 and outcome.metrics["step"] == 196
+    assert outcome.metrics["world_size"] == 2 and np.isfinite(outcome.metrics["train/loss"])
 
 
 def _checkpoints(ws: Path, run: str) -> list[Path]:
@@ -158,15 +152,17 @@ def _registered(ws: Path, run: str) -> bool:
         return False
 
 
-def test_resume_after_the_process_is_killed(m4_data: PreparedData, tmp_path: Path) -> None:
+def test_resume_after_the_process_is_killed(m4_data: PreparedData, tmp_path: Path, capfd, monkeypatch) -> None:
     ws = tmp_path / "ws"
     env = {**os.environ, "MOTIONLAB_WORKSPACE": str(ws), "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
     # 59 steps, a checkpoint every 20
-    args = [sys.executable, str(REPO / "experiments" / "train_multimodal.py"), "--config", "m4", "--preset", "tiny",
-            "--data", str(m4_data.root), "--run-name", "resume-me", "--no-eval", "--num-cpus", "2",
-            "total_tokens=0.12", "warmup_tokens=0.01", "save_ckpt_freq=0.04", "eval_freq=0.12"]
+    args = ["--config", "m4", "--preset", "tiny", "--data", str(m4_data.root), "--run-name", "resume-me", "--no-eval",
+            "--num-cpus", "2", "total_tokens=0.12", "warmup_tokens=0.01", "save_ckpt_freq=0.04", "eval_freq=0.12"]
     log = (tmp_path / "first.log").open("w")
-    first = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # the entry script in a process of its own, with its own Ray, killed mid-run with everything under it
+    first = subprocess.Popen([sys.executable, str(REPO / "experiments" / "train_multimodal.py"), *args], env=env,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not _registered(ws, "resume-me") and first.poll() is None:
         time.sleep(0.5)
@@ -174,13 +170,15 @@ def test_resume_after_the_process_is_killed(m4_data: PreparedData, tmp_path: Pat
     kill_tree(first)  # the driver, its Ray and the worker, mid-run
     done = read_state(_checkpoints(ws, "resume-me")[-1]).step
     assert 0 < done < 59
-    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    out = second.stdout + second.stderr
+    # the same script again, run in this process (on this module's Ray): no second interpreter and Ray start-up
+    monkeypatch.setenv("MOTIONLAB_WORKSPACE", str(ws))
+    capfd.readouterr()
+    assert run_script(REPO / "experiments" / "train_multimodal.py", args) == 0
+    out = printed_until(capfd, "resuming from step ")
     resumed_at = int(out.split("resuming from step ")[1].split()[0])
     # the last checkpoint the controller registered before the kill (the newest one on disk, or the one before)
     assert 0 < resumed_at <= done and resumed_at % 20 == 0
-    assert "finished at step 59" in second.stdout
+    assert "finished at step 59" in out
     client = MlflowClient(Workspace(ws).mlflow_uri)
     run_id = find_run(client, "multimodal", "resume-me")
     runs = client.search_runs([client.get_experiment_by_name("multimodal").experiment_id])
