@@ -25,6 +25,8 @@ demo: install
 test: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/ruff check platform pipelines experiments benchmarks tests
+	# bytecode for the project even where PYTHONDONTWRITEBYTECODE is set: every Ray worker process imports it
+	$(BIN)/python -m compileall -q platform >/dev/null
 	$(BIN)/python -m pytest -q tests
 
 bench: install

@@ -92,7 +92,8 @@ def build_trainer(cfg: ExperimentConfig, data: PreparedData, opts: LoopOptions, 
         train_loop_config={"cfg": cfg, "opts": replace(opts, eval_dir=str(data.split_dir("eval")))},
         scaling_config=scaling_config(cfg, local_mode),
         datasets=split_datasets(cfg, data),
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        # one worker reads the whole split in its own process; splitting would start a coordinator actor for it
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if cfg.resources.num_workers > 1 else []),
         run_config=run_config(run_name, storage, max_failures, callbacks),
     )
 

@@ -25,7 +25,6 @@ import numpy as np
 import ray.train
 import torch
 
-from motionlab.tracking.runs import RunLogger
 from motionlab.training.checkpoint import (
     TrainState,
     load_model_state,
@@ -187,6 +186,9 @@ def run_training(task: TrainTask, opts: LoopOptions) -> dict[str, Any]:
         model = ray.train.torch.prepare_model(
             model, move_to_device=False,
             parallel_strategy_kwargs={"find_unused_parameters": task.find_unused_parameters})
+    # imported here: MLflow takes a second to import, and Train's controller, which unpickles this loop, never logs
+    from motionlab.tracking.runs import RunLogger
+
     logger = RunLogger(opts.mlflow_uri, opts.run_id if rank == 0 else None)
 
     window: dict[str, list[float]] = {}
