@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import ray.data
 import ray.train
 import torch
@@ -23,7 +20,7 @@ import torch
 from motionlab.config import ExperimentConfig
 from motionlab.masking import MaskingSpec, mask_batch
 from motionlab.models.fourm import FourM, FourMConfig
-from motionlab.training.data import token_arrays, valid_lengths
+from motionlab.training.data import PreparedData, token_arrays, valid_lengths
 from motionlab.training.schedule import TokenSchedule
 from motionlab.training.skeleton import LoopOptions, StepPlan, TrainTask, autocast_for, run_training
 
@@ -117,18 +114,13 @@ class EpochCache:
                 yield {c: a[idx] for c, a in self.rows.items()}
 
 
-def eval_batches(split_dir: str, columns: list[str], batch_size: int) -> list[dict[str, np.ndarray]]:
-    """The eval split's token columns, read once by rank 0 straight from its Parquet files (a few MB: a Ray Data
-    execution for them cost seconds a run on a small node) and cut into batches of {name: (B, L) int64}; every
-    evaluation then sees the same rows in the same order."""
-    files = sorted(Path(split_dir).glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"{split_dir}: the eval split holds no Parquet files; prepare the data again "
-                                "(motionlab prepare penn-action) or point --data at a prepared folder")
-    table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
-    rows = token_arrays({c: table.column(c).to_numpy(zero_copy_only=False) for c in columns}, columns)
-    starts = range(0, table.num_rows, batch_size)
-    return [{c: a[start : start + batch_size] for c, a in rows.items()} for start in starts]
+def eval_batches(data: PreparedData, columns: list[str], batch_size: int) -> list[dict[str, np.ndarray]]:
+    """The eval split as batches of {name: (B, L) int64}, read once by rank 0 straight from its Parquet files (a
+    few MB: a Ray Data execution for them cost seconds a run on a small node); every evaluation then sees the same
+    rows in the same order."""
+    rows = token_arrays(data.read_pandas("eval", columns), columns)
+    n = len(next(iter(rows.values())))
+    return [{c: a[start : start + batch_size] for c, a in rows.items()} for start in range(0, n, batch_size)]
 
 
 def evaluate(model: FourM, batches: list[dict[str, np.ndarray]], cfg: ExperimentConfig, spec: MaskingSpec,
@@ -162,7 +154,8 @@ def evaluate(model: FourM, batches: list[dict[str, np.ndarray]], cfg: Experiment
 class FourMTask(TrainTask):
     """The 4M model as the shared loop sees it: masked batches of the Ray Data shard, per-modality losses."""
 
-    def __init__(self, cfg: ExperimentConfig, opts: LoopOptions, rank: int, world: int, device: torch.device) -> None:
+    def __init__(self, cfg: ExperimentConfig, opts: LoopOptions, data: PreparedData, rank: int, world: int,
+                 device: torch.device) -> None:
         self.cfg, self.opts, self.rank, self.device = cfg, opts, rank, device
         torch.manual_seed(cfg.data.seed)
         schedule = TokenSchedule.from_config(cfg)
@@ -178,7 +171,7 @@ class FourMTask(TrainTask):
         self.find_unused_parameters = True
         per_worker = max(1, cfg.batch_size // world)
         columns = list(cfg.modalities)
-        self.eval_rows = eval_batches(opts.eval_dir, columns, per_worker) if rank == 0 else []
+        self.eval_rows = eval_batches(data, columns, per_worker) if rank == 0 else []
         self.batches = iter(EpochCache(ray.train.get_dataset_shard("train"), per_worker, cfg.data.seed + rank, columns))
 
     def loss_module(self) -> torch.nn.Module:
@@ -207,8 +200,9 @@ class FourMTask(TrainTask):
 
 
 def train_loop(config: dict[str, Any]) -> dict[str, Any]:
-    """Ray Train entry: `config` holds `cfg` (ExperimentConfig) and `opts` (LoopOptions)."""
+    """Ray Train entry: `config` holds `cfg` (ExperimentConfig), `opts` (LoopOptions) and `data` (PreparedData:
+    rank 0 reads its eval split; the train split arrives as Ray Data shards)."""
     ctx = ray.train.get_context()
-    task = FourMTask(config["cfg"], config["opts"], ctx.get_world_rank(), ctx.get_world_size(),
+    task = FourMTask(config["cfg"], config["opts"], config["data"], ctx.get_world_rank(), ctx.get_world_size(),
                      ray.train.torch.get_device())
     return run_training(task, config["opts"])

@@ -7,7 +7,7 @@ MLflow by appending to the run it finds through the `motionlab.run_name` tag.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ def build_trainer(cfg: ExperimentConfig, data: PreparedData, opts: LoopOptions, 
     """The TorchTrainer of one run; the same `(storage, run_name)` resumes from that run's last checkpoint."""
     return TorchTrainer(
         train_loop,
-        train_loop_config={"cfg": cfg, "opts": replace(opts, eval_dir=str(data.split_dir("eval")))},
+        train_loop_config={"cfg": cfg, "opts": opts, "data": data},
         scaling_config=scaling_config(cfg, local_mode),
         datasets=split_datasets(cfg, data),
         # one worker reads the whole split in its own process; splitting would start a coordinator actor for it

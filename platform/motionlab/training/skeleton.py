@@ -46,7 +46,6 @@ class LoopOptions:
     mlflow_uri: str | None = None
     run_id: str | None = None
     text_eos: int | None = None  # 4M: the text tokenizer's EOS (where caption rows end)
-    eval_dir: str | None = None  # 4M: the prepared eval split, which rank 0 reads whole
     fail_at_step: int | None = None  # fault drill: rank 0 dies once at this step (marker file below)
     fail_marker: str | None = None
     keep_dir: str | None = None  # local mode persists no checkpoint: the final one is copied here
