@@ -1,13 +1,18 @@
-"""Units of the Penn Action graph: splits, successor frames, crop geometry (no Ray)."""
+"""Units of the Penn Action graph: splits, successor frames, crop geometry, the image stage (no Ray)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from motionlab.modalities import get
 from motionlab.pipelines.geometry import SquareCrop, crop_frame
 from motionlab.pipelines.splits import split_by_ratio, split_official
+from motionlab.pipelines.stages import ImageTokenStage
 from motionlab.pipelines.successor import next_positions, ssim, successor_chain, to_gray
+from motionlab.pipelines.video_samples import SampleSpec, rows_to_columns
+from motionlab.tokenizers.fsq import FSQAutoencoder, FSQTokenizer
 
 
 def test_split_by_ratio_is_leak_free_exact_and_seeded() -> None:
@@ -98,3 +103,38 @@ def test_joints_outside_the_crop_leave_the_canvas() -> None:
     crop = SquareCrop.centred(640, 480, 256)
     x, _ = crop.joints(np.array([10.0, 630.0]), np.array([240.0, 240.0]))
     assert x[0] < 0 and x[1] > 256
+
+
+def _frame(video: str, number: int, size: int = 32) -> np.ndarray:
+    """A distinct random frame per (video, frame number), the same every time it is asked for."""
+    seed = sum(map(ord, video)) * 1000 + number
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def test_image_stage_encodes_each_frame_once_with_the_same_codes(tmp_path) -> None:
+    torch.manual_seed(0)
+    path = FSQTokenizer(FSQAutoencoder(downsample=16, channels=16)).save(tmp_path / "fsq")
+    spec = SampleSpec(str(tmp_path), 32, 0.89, num_next=1, keep_pixels=True)
+    joints = np.zeros((1, 13, 3), np.float32)
+    rows = [spec.sample_row(v, "train", f, n, "jump", "front", "", _frame(v, f)[None], joints,
+                            _frame(v, n)[None], joints, np.array([n], np.int32))
+            for v, f, n in (("a", 1, 4), ("a", 4, 9), ("a", 9, 12), ("b", 4, 7))]  # a's chain; b reuses a number
+    rows.insert(2, spec.empty_row("a", "train", "joint 3: NaN", frame=6))
+    stage = ImageTokenStage("fsq", str(path), [get("tok_rgb"), get("tok_rgb_next")])
+    out = stage(rows_to_columns(rows, spec))
+
+    assert stage.encoded_frames == 6  # a: 1, 4, 9, 12; b: 4, 7 (not 8: each chain link is shared)
+    assert not any(k.startswith("pixels_") or k == "frames_next" for k in out)
+    tok = FSQTokenizer.load(path)
+    kept = [r for r in rows if r["reason"] == ""]
+    for col, key in (("tok_rgb", "pixels_current"), ("tok_rgb_next", "pixels_next")):
+        expected = tok.encode(np.concatenate([r[key] for r in kept])).reshape(len(kept), -1)
+        np.testing.assert_array_equal(np.delete(out[col], 2, axis=0), expected)
+        assert (out[col][2] == 0).all()  # the quarantined row runs through no model
+
+    # batches that do not say which frames the next slot holds are encoded slot by slot, as before
+    batch = rows_to_columns(rows, spec)
+    del batch["frames_next"]
+    again = ImageTokenStage("fsq", str(path), [get("tok_rgb"), get("tok_rgb_next")])
+    np.testing.assert_array_equal(again(batch)["tok_rgb_next"], out["tok_rgb_next"])
+    assert again.encoded_frames == 4 + 4

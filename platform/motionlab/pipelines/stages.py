@@ -53,7 +53,11 @@ def caption_batch(batch: Batch, kind: str, path: str | None) -> Batch:
 
 
 class ImageTokenStage:
-    """Pixels of each image modality's slot -> (B, frames * h * w) int32 codes; drops the pixels."""
+    """Pixels of each image modality's slot -> (B, frames * h * w) int32 codes; drops the pixels.
+
+    Each distinct (video, frame) in the batch is encoded once: in a successor chain the next slot of one
+    sample is the current slot of the following one, so M3/M4 would otherwise encode most frames twice.
+    """
 
     def __init__(self, kind: str, path: str, modalities: Sequence[Modality], device: str = "cpu") -> None:
         # Imported here: torch takes seconds to import, and the decode tasks that share this module need none of it.
@@ -61,21 +65,54 @@ class ImageTokenStage:
 
         self.tokenizer = load_image_tokenizer(kind, Path(path), device)
         self.modalities = [m for m in modalities if m.kind is Kind.IMAGE]
+        self.encoded_frames = 0  # frames sent to the tokenizer so far (after de-duplication)
 
     def __call__(self, batch: Batch) -> Batch:
         ok = _ok(batch)
+        n_ok = int(ok.sum())
+        frames, slot_index = _distinct_frames(batch, ok, sorted({m.temporal for m in self.modalities}))
+        codes = self.tokenizer.encode(frames) if len(frames) else None  # (U, h, w)
+        self.encoded_frames += len(frames)
         for m in self.modalities:
-            pixels = batch[f"pixels_{m.temporal}"]  # (B, F, S, S, 3) uint8
-            b, f, s = pixels.shape[0], pixels.shape[1], pixels.shape[2]
+            b, f, s = batch[f"pixels_{m.temporal}"].shape[:3]  # (B, F, S, S, 3)
             side = s // self.tokenizer.downsample
-            codes = np.zeros((b, f * side * side), dtype=np.int32)
-            if ok.any():
-                flat = pixels[ok].reshape(-1, s, s, 3)  # (B_ok * F, S, S, 3)
-                codes[ok] = self.tokenizer.encode(flat).reshape(int(ok.sum()), -1)
-            batch[m.name] = codes
-        for key in [k for k in batch if k.startswith("pixels_")]:
-            del batch[key]
+            out = np.zeros((b, f * side * side), dtype=np.int32)
+            if n_ok:
+                out[ok] = codes[slot_index[m.temporal]].reshape(n_ok, -1)
+            batch[m.name] = out
+        for key in [k for k in batch if k.startswith("pixels_")] + ["frames_next"]:
+            batch.pop(key, None)
         return batch
+
+
+def _slot_frame_numbers(batch: Batch, slot: str) -> np.ndarray | None:
+    """(B, F) frame numbers of a pixel slot, or None when the batch does not say which frames they are."""
+    if slot == "current":
+        return np.asarray(batch["frame"]).reshape(-1, 1)
+    return np.asarray(batch[f"frames_{slot}"]) if f"frames_{slot}" in batch else None
+
+
+def _distinct_frames(batch: Batch, ok: np.ndarray, slots: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The distinct frames of the kept rows' pixel slots, (U, S, S, 3), and per slot (B_ok, F) indices into them."""
+    videos = [str(v) for v in np.asarray(batch["video_id"])[ok]]
+    seen: dict[tuple[str, int], int] = {}
+    picks: list[np.ndarray] = []
+    slot_index: dict[str, np.ndarray] = {}
+    for slot in slots:
+        pixels = batch[f"pixels_{slot}"][ok]  # (B_ok, F, S, S, 3)
+        numbers = _slot_frame_numbers(batch, slot)
+        numbers = numbers[ok] if numbers is not None else None
+        index = np.empty(pixels.shape[:2], dtype=np.int64)
+        for i, j in np.ndindex(*index.shape):
+            key = (videos[i], int(numbers[i, j])) if numbers is not None else None
+            if key is None or key not in seen:
+                picks.append(pixels[i, j])
+                if key is not None:
+                    seen[key] = len(picks) - 1
+            index[i, j] = seen[key] if key is not None else len(picks) - 1
+        slot_index[slot] = index
+    side = batch[f"pixels_{slots[0]}"].shape[2] if slots else 0
+    return (np.stack(picks) if picks else np.zeros((0, side, side, 3), np.uint8)), slot_index
 
 
 def pose_tokens(batch: Batch, modalities: Sequence[Modality], bins: int, canvas: int) -> Batch:

@@ -43,12 +43,14 @@ class SampleSpec:
         next_pixels = (np.zeros((self.num_next, self.size, self.size, 3), np.uint8)
                        if self.keep_pixels and self.num_next else None)
         next_joints = np.zeros((self.num_next, POSE_JOINTS, 3), np.float32) if self.num_next else None
+        next_frames = np.full(self.num_next, -1, np.int32) if self.num_next else None
         return self.sample_row(video_id, split, frame, -1, "", "", reason, pixels,
-                               np.zeros((1, POSE_JOINTS, 3), np.float32), next_pixels, next_joints)
+                               np.zeros((1, POSE_JOINTS, 3), np.float32), next_pixels, next_joints, next_frames)
 
     def sample_row(self, video_id: str, split: str, frame: int, next_frame: int, action: str, viewpoint: str,
                    reason: str, pixels: np.ndarray | None, joints: np.ndarray,
-                   next_pixels: np.ndarray | None, next_joints: np.ndarray | None) -> dict[str, Any]:
+                   next_pixels: np.ndarray | None, next_joints: np.ndarray | None,
+                   next_frames: np.ndarray | None) -> dict[str, Any]:
         """One row; frame numbers are 1-based like the frame files (-1: none)."""
         row: dict[str, Any] = {
             "video_id": video_id, "frame": np.int32(frame), "next_frame": np.int32(next_frame),
@@ -61,6 +63,7 @@ class SampleSpec:
             row["joints_next"] = next_joints  # (K, 13, 3)
             if self.keep_pixels:
                 row["pixels_next"] = next_pixels  # (K, S, S, 3) uint8
+                row["frames_next"] = next_frames  # (K,) int32: which frames those are, so each is encoded once
         return row
 
 
@@ -119,6 +122,7 @@ def video_to_samples(row: dict[str, Any], spec: SampleSpec) -> list[dict[str, An
             joints[good[ref]][None],
             canvas[nxt] if nxt is not None and spec.keep_pixels else None,
             joints[[good[p] for p in nxt]] if nxt is not None else None,
+            np.asarray([good[p] + 1 for p in nxt], np.int32) if nxt is not None else None,
         ))
     return out
 
