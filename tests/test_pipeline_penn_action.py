@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -86,6 +87,21 @@ def test_pose_tokens_dequantise_onto_the_transformed_label(m4_out, penn_source: 
             assert np.all(np.abs(y[ok] - ly[ok]) <= half_bin + 1e-9)
             checked += int(ok.sum())
     assert checked > 100
+
+
+def test_each_chunk_holds_only_its_own_videos(m4_out) -> None:
+    out, manifest = m4_out
+    # one graph streams all three chunks; each is cut from the stream as soon as a later chunk's rows arrive
+    assert manifest["chunks"] == {"total": 3, "reused": 0, "processed": 3}
+    staged: set[str] = set()
+    for k in range(3):
+        chunk = out / "_stage" / f"chunk-{k:05d}"
+        videos = json.loads((chunk / "_SUCCESS").read_text())["videos"]
+        assert videos == manifest["video_ids"][10 * k : 10 * (k + 1)]
+        held = set(pd.read_parquet(chunk / "part-0.parquet", columns=["video_id"])["video_id"])
+        assert held and held <= set(videos)
+        staged |= held
+    assert staged >= {*read_split(out, "train")["video_id"], *read_split(out, "test")["video_id"]}
 
 
 def test_second_run_resumes_instead_of_restarting(m4_out, penn_source: Path, workspace: Workspace) -> None:

@@ -1,8 +1,10 @@
 """Penn Action -> tokenised, split, validated Parquet shards, as a Ray Data graph.
 
 Two phases, so a second run resumes instead of restarting:
-  1. per chunk of videos (the expensive part), a Ray Data graph: decode, crop, successor frames, captions,
-     image and pose tokens -> OUT/_stage/chunk-NNNNN/ (written to a temporary folder, renamed when complete);
+  1. one Ray Data graph over the videos of every unfinished chunk (the expensive part): decode, crop, successor
+     frames, captions, image and pose tokens. Its output streams back in input order, so each chunk is written
+     to OUT/_stage/chunk-NNNNN/ (a temporary folder, renamed when complete) as soon as its last video is
+     through, while the same actors go on with the next chunk;
   2. over all chunks (cheap: token lists only), on the driver: text tokenizer, text tokens, validation ->
      OUT/{train,eval,test}/, OUT/quarantine.parquet and OUT/manifest.json.
 A chunk whose `_SUCCESS` names the same videos and fingerprint is reused as it is.
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -102,20 +105,22 @@ def assign_splits(cfg: ExperimentConfig, source: Path, video_ids: list[str]) -> 
 
 
 @contextmanager
-def _whole_node_budget() -> Iterator[None]:
-    """Let any operator use every free CPU while this graph runs.
+def _graph_context() -> Iterator[None]:
+    """Let any operator use every free CPU, and keep the output in input order, while this graph runs.
 
     Ray Data's default reserves a share of the cluster per operator; on a 2-CPU node that leaves the
     decode stage (the bulk of the work) one task at a time, slower than a plain loop (measured by
     benchmarks/pipeline_throughput.py). The fractional CPUs above keep the model actors schedulable.
+    Input order lets the driver tell when a chunk's last video is through (see `_staged_chunks`).
     """
     ctx = ray.data.DataContext.get_current()
-    before = ctx.op_resource_reservation_enabled
+    before = ctx.op_resource_reservation_enabled, ctx.execution_options.preserve_order
     ctx.op_resource_reservation_enabled = False
+    ctx.execution_options.preserve_order = True
     try:
         yield
     finally:
-        ctx.op_resource_reservation_enabled = before
+        ctx.op_resource_reservation_enabled, ctx.execution_options.preserve_order = before
 
 
 def _split_stages(cfg: ExperimentConfig, spec: SampleSpec, ds: ray.data.Dataset, mods: list[registry.Modality],
@@ -158,12 +163,19 @@ def _fused_stage(cfg: ExperimentConfig, spec: SampleSpec, ds: ray.data.Dataset, 
                                "image_path": str(image_tok) if has_images else None})
 
 
-def _stage_chunk(cfg: ExperimentConfig, spec: SampleSpec, rows: list[dict[str, str]], image_tok: Path,
-                 dest: Path, actors: int) -> None:
-    """Phase 1 for one chunk of videos, written to `dest` atomically."""
+def _staged_chunks(cfg: ExperimentConfig, spec: SampleSpec, chunks: list[list[dict[str, str]]], image_tok: Path,
+                   actors: int) -> Iterator[tuple[int, list[pa.Table]]]:
+    """Phase 1 over several chunks of videos in one graph: yields (position in `chunks`, its tables) per chunk.
+
+    One graph, not one per chunk: each graph starts its own actor pool (seconds of process start and model
+    load) and ends with a tail where one actor idles. Output arrives in input order, so once a row of a later
+    chunk arrives every earlier chunk is through (a video without samples yields no rows at all).
+    """
     mods = _modalities(cfg)
     gpus = cfg.resources.gpus_per_worker if cfg.resources.use_gpu and cluster_gpus() > 0 else 0.0
     device = "cuda" if gpus > 0 else "cpu"
+    rows = [row for chunk in chunks for row in chunk]
+    chunk_of = {row["video_id"]: k for k, chunk in enumerate(chunks) for row in chunk}
     # at least two blocks per actor (or GPU actor) so none idles; otherwise VIDEOS_PER_BLOCK videos a block
     blocks = min(len(rows), max(2 * max(1, int(cluster_cpus()), actors), -(-len(rows) // VIDEOS_PER_BLOCK)))
     ds = ray.data.from_items(rows, override_num_blocks=blocks)
@@ -171,11 +183,29 @@ def _stage_chunk(cfg: ExperimentConfig, spec: SampleSpec, rows: list[dict[str, s
         ds = _fused_stage(cfg, spec, ds, mods, image_tok)
     else:
         ds = _split_stages(cfg, spec, ds, mods, image_tok, actors, gpus, device)
-    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]  # token lists: small enough for the driver
+    tables: list[list[pa.Table]] = [[] for _ in chunks]
+    done = 0  # chunks before this one have been yielded
+    # token lists only: small enough for the driver
+    for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        if not table.num_rows:
+            continue
+        owner = np.asarray([chunk_of[v] for v in table.column("video_id").to_pylist()])
+        for k in np.unique(owner):
+            tables[k].append(table.filter(pa.array(owner == k)))
+        while done < owner.max():
+            yield done, tables[done]
+            tables[done] = []
+            done += 1
+    for k in range(done, len(chunks)):
+        yield k, tables[k]
+
+
+def _write_chunk(tables: list[pa.Table], dest: Path) -> None:
+    """A chunk's staged samples to `dest`, atomically (a chunk of only-empty videos writes no file)."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if tables:  # a chunk of only-empty videos writes no file
+    if tables:
         pq.write_table(pa.concat_tables(tables, promote_options="permissive"), tmp / "part-0.parquet")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -275,25 +305,27 @@ def prepare_penn_action(
     actors = settings.actors or cfg.resources.pipeline_actors
     stage_root = out / "_stage"
     chunks = [video_ids[i : i + settings.chunk_videos] for i in range(0, len(video_ids), settings.chunk_videos)]
-    reused = 0
     t1 = time.perf_counter()
-    for k, chunk in enumerate(chunks):
-        dest = stage_root / f"chunk-{k:05d}"
-        if _chunk_done(dest, chunk, fingerprint):
-            reused += 1
-            continue
-        log(f"chunk {k + 1}/{len(chunks)}: {len(chunk)} videos ({chunk[0]}..{chunk[-1]})")
-        rows = [{"video_id": v, "split": splits[v]} for v in chunk]
-        with _whole_node_budget():  # set before the Dataset is built: it copies the context
-            _stage_chunk(cfg, spec, rows, image_tok, dest, actors)
-        (dest / "_SUCCESS").write_text(json.dumps({"videos": chunk, "fingerprint": fingerprint}))
+    dests = [stage_root / f"chunk-{k:05d}" for k in range(len(chunks))]
+    pending = [k for k, chunk in enumerate(chunks) if not _chunk_done(dests[k], chunk, fingerprint)]
+    reused = len(chunks) - len(pending)
+    if pending:
+        log(f"{sum(len(chunks[k]) for k in pending)} videos in {len(pending)} of {len(chunks)} chunks "
+            f"({chunks[pending[0]][0]}..{chunks[pending[-1]][-1]}), in one graph")
+        work = [[{"video_id": v, "split": splits[v]} for v in chunks[k]] for k in pending]
+        with _graph_context():  # set before the Dataset is built: it copies the context
+            for i, tables in _staged_chunks(cfg, spec, work, image_tok, actors):
+                k = pending[i]
+                _write_chunk(tables, dests[k])
+                (dests[k] / "_SUCCESS").write_text(json.dumps({"videos": chunks[k], "fingerprint": fingerprint}))
+                log(f"chunk {k + 1}/{len(chunks)} staged: {len(chunks[k])} videos, "
+                    f"{sum(t.num_rows for t in tables)} rows ({time.perf_counter() - t1:.0f} s)")
     if reused:
         log(f"resumed: reused {reused} of {len(chunks)} finished chunks")
     t_stage = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    stage_dirs = [str(stage_root / f"chunk-{k:05d}") for k in range(len(chunks))]
-    tables = [pq.read_table(f) for d in stage_dirs for f in sorted(Path(d).glob("*.parquet"))]
+    tables = [pq.read_table(f) for d in dests for f in sorted(d.glob("*.parquet"))]
     staged = (pa.concat_tables(tables, promote_options="permissive") if tables
               else pa.table({"caption": pa.array([], pa.string())}))
     text_tok = _text_tokenizer(cfg, staged, out, log)
