@@ -111,16 +111,21 @@ def _graph_context() -> Iterator[None]:
     Ray Data's default reserves a share of the cluster per operator; on a 2-CPU node that leaves the
     decode stage (the bulk of the work) one task at a time, slower than a plain loop (measured by
     benchmarks/pipeline_throughput.py). The fractional CPUs above keep the model actors schedulable.
-    Input order lets the driver tell when a chunk's last video is through (see `_staged_chunks`).
+    Input order lets the driver tell when a chunk's last video is through (see `_staged_chunks`). The
+    downstream-capacity backpressure goes: it compares the ordered output queue with what the driver has
+    asked for, and idled the actors for seconds at a time over output of a few hundred KB of tokens.
     """
     ctx = ray.data.DataContext.get_current()
-    before = ctx.op_resource_reservation_enabled, ctx.execution_options.preserve_order
+    before = (ctx.op_resource_reservation_enabled, ctx.execution_options.preserve_order,
+              ctx.downstream_capacity_backpressure_ratio)
     ctx.op_resource_reservation_enabled = False
+    ctx.downstream_capacity_backpressure_ratio = None
     ctx.execution_options.preserve_order = True
     try:
         yield
     finally:
-        ctx.op_resource_reservation_enabled, ctx.execution_options.preserve_order = before
+        (ctx.op_resource_reservation_enabled, ctx.execution_options.preserve_order,
+         ctx.downstream_capacity_backpressure_ratio) = before
 
 
 def _split_stages(cfg: ExperimentConfig, spec: SampleSpec, ds: ray.data.Dataset, mods: list[registry.Modality],
