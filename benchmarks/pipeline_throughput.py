@@ -14,8 +14,9 @@ tokenizer) that weighs on a run of a few dozen videos and not on a dataset.
 Data: frames rendered from the real Penn Action labels in ../shared/datasets (real frame sizes and
 joint motion) when present, else generated look-alike videos at 360 x 480. The last line reads
 `speedup=<x>`, the
-Ray graph's frames per second over the loop's. A third line, for reference, runs the same per-video work
-over plain worker processes (one per CPU), to show how much the machine's cores give this workload.
+Ray graph's frames per second over the loop's (with `--rounds N`, the median of N loop/graph pairs whose
+order alternates). A last line, for reference, runs the same per-video work over plain worker processes (one
+per CPU), to show how much the machine's cores give this workload.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from multiprocessing import get_context
 from pathlib import Path
 
 import pyarrow as pa
+import ray
 import torch
 
 from motionlab.config import load_config
@@ -126,6 +129,23 @@ def processes(cfg, source: Path, image_tok: Path, out: Path, n: int) -> int:
     return write_outputs(cfg, staged, out)
 
 
+def time_loop(cfg, source: Path, image_tok: Path, out: Path) -> tuple[float, int]:
+    t = time.perf_counter()
+    kept = sequential(cfg, source, image_tok, out)
+    return time.perf_counter() - t, kept
+
+
+def time_graph(cfg, source: Path, workspace: Workspace, out: Path, num_cpus: int) -> tuple[float, dict]:
+    """The graph on a fresh local Ray (started and stopped untimed), so every round pays the same start-up."""
+    init_ray(num_cpus=num_cpus, temp_dir=Path(tempfile.mkdtemp(prefix="mlray", dir="/tmp")))
+    try:
+        t = time.perf_counter()
+        manifest = prepare_penn_action(source, cfg, out, workspace, PipelineSettings(), log=lambda m: None)
+        return time.perf_counter() - t, manifest
+    finally:
+        ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=768)
@@ -133,6 +153,8 @@ def main() -> None:
     parser.add_argument("--preset", default=None, help="e.g. tiny; default: the full 256 px config")
     parser.add_argument("--fsq-steps", type=int, default=100, help="image tokenizer training (not timed)")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count())
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="loop/graph pairs, alternating which goes first; speedup is the median pair's ratio")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="motionlab-bench-"))
@@ -146,29 +168,31 @@ def main() -> None:
         print(f"data: {what}, {frames} frames; config {cfg.name}{'/' + cfg.preset if cfg.preset else ''} "
               f"({cfg.data.image_size} px); {args.num_cpus} CPUs")
 
-        t = time.perf_counter()
-        kept_loop = sequential(cfg, source, image_tok, root / "loop")
-        loop_s = time.perf_counter() - t
-        print(f"sequential loop : {loop_s:7.1f} s  {frames / loop_s:7.1f} frames/s  ({kept_loop} samples)", flush=True)
+        ratios = []
+        for r in range(args.rounds):
+            # a shared machine's speed drifts over minutes: alternate the order so neither path always goes last
+            if r % 2:
+                ray_s, manifest = time_graph(cfg, source, workspace, root / f"ray{r}", args.num_cpus)
+                loop_s, kept_loop = time_loop(cfg, source, image_tok, root / f"loop{r}")
+            else:
+                loop_s, kept_loop = time_loop(cfg, source, image_tok, root / f"loop{r}")
+                ray_s, manifest = time_graph(cfg, source, workspace, root / f"ray{r}", args.num_cpus)
+            if manifest["samples"]["total"] != kept_loop:
+                raise SystemExit(f"the two paths disagree: loop kept {kept_loop}, "
+                                 f"Ray kept {manifest['samples']['total']}")
+            ratios.append(loop_s / ray_s)
+            tag = f"[round {r + 1}/{args.rounds}] " if args.rounds > 1 else ""
+            print(f"{tag}sequential loop : {loop_s:7.1f} s  {frames / loop_s:7.1f} frames/s  ({kept_loop} samples)")
+            print(f"{tag}ray data graph  : {ray_s:7.1f} s  {frames / ray_s:7.1f} frames/s  "
+                  f"({manifest['samples']['total']} samples; stage {manifest['timings_s']['stage']:.1f} s, "
+                  f"finalize {manifest['timings_s']['finalize']:.1f} s; ratio {loop_s / ray_s:.2f})", flush=True)
 
         t = time.perf_counter()
         kept_mp = processes(cfg, source, image_tok, root / "mp", args.num_cpus)
         mp_s = time.perf_counter() - t
         print(f"{args.num_cpus} plain processes: {mp_s:7.1f} s  {frames / mp_s:7.1f} frames/s  ({kept_mp} samples; "
-              f"the machine's own scaling for this work: {loop_s / mp_s:.2f}x)", flush=True)
-
-        init_ray(num_cpus=args.num_cpus, temp_dir=Path(tempfile.mkdtemp(prefix="mlray", dir="/tmp")))
-        t = time.perf_counter()
-        manifest = prepare_penn_action(source, cfg, root / "ray", workspace, PipelineSettings(),
-                                       log=lambda m: None)
-        ray_s = time.perf_counter() - t
-        if manifest["samples"]["total"] != kept_loop:
-            raise SystemExit(f"the two paths disagree: loop kept {kept_loop}, Ray kept {manifest['samples']['total']}")
-
-        loop_fps, ray_fps = frames / loop_s, frames / ray_s
-        print(f"ray data graph  : {ray_s:7.1f} s  {ray_fps:7.1f} frames/s  ({manifest['samples']['total']} samples; "
-              f"stage {manifest['timings_s']['stage']:.1f} s, finalize {manifest['timings_s']['finalize']:.1f} s)")
-        print(f"speedup={ray_fps / loop_fps:.2f}")
+              f"the machine's own scaling for this work: {loop_s / mp_s:.2f}x against the last loop)", flush=True)
+        print(f"speedup={statistics.median(ratios):.2f}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
