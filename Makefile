@@ -30,7 +30,7 @@ test: install
 	$(BIN)/python -m pytest -q tests
 
 bench: install
-	$(BIN)/python benchmarks/pipeline_throughput.py --fsq-steps 30
+	$(BIN)/python benchmarks/pipeline_throughput.py --fsq-steps 30 --rounds 2
 	$(BIN)/python benchmarks/train_throughput.py
 
 # The MLflow UI over the workspace's runs, on loopback only: http://127.0.0.1:5000
