@@ -80,8 +80,8 @@ class ImageTokenStage:
             if n_ok:
                 out[ok] = codes[slot_index[m.temporal]].reshape(n_ok, -1)
             batch[m.name] = out
-        for key in [k for k in batch if k.startswith("pixels_")] + ["frames_next"]:
-            batch.pop(key, None)
+        for key in [k for k in batch if k.startswith(("pixels_", "frames_"))]:
+            del batch[key]
         return batch
 
 
@@ -95,7 +95,7 @@ def _slot_frame_numbers(batch: Batch, slot: str) -> np.ndarray | None:
 def _distinct_frames(batch: Batch, ok: np.ndarray, slots: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The distinct frames of the kept rows' pixel slots, (U, S, S, 3), and per slot (B_ok, F) indices into them."""
     videos = [str(v) for v in np.asarray(batch["video_id"])[ok]]
-    seen: dict[tuple[str, int], int] = {}
+    seen: dict[tuple, int] = {}
     picks: list[np.ndarray] = []
     slot_index: dict[str, np.ndarray] = {}
     for slot in slots:
@@ -104,12 +104,12 @@ def _distinct_frames(batch: Batch, ok: np.ndarray, slots: Sequence[str]) -> tupl
         numbers = numbers[ok] if numbers is not None else None
         index = np.empty(pixels.shape[:2], dtype=np.int64)
         for i, j in np.ndindex(*index.shape):
-            key = (videos[i], int(numbers[i, j])) if numbers is not None else None
-            if key is None or key not in seen:
+            # unnumbered frames get a key of their own position: never shared
+            key = (videos[i], int(numbers[i, j])) if numbers is not None else (slot, i, j)
+            if key not in seen:
+                seen[key] = len(picks)
                 picks.append(pixels[i, j])
-                if key is not None:
-                    seen[key] = len(picks) - 1
-            index[i, j] = seen[key] if key is not None else len(picks) - 1
+            index[i, j] = seen[key]
         slot_index[slot] = index
     side = batch[f"pixels_{slots[0]}"].shape[2] if slots else 0
     return (np.stack(picks) if picks else np.zeros((0, side, side, 3), np.uint8)), slot_index
