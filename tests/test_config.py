@@ -632,3 +632,24 @@ def test_cosmos_needs_its_own_grid() -> None:
         load_config("m4", preset="tiny", overrides=["data.image_tokenizer=cosmos"])
     message = str(err.value)
     assert "\n" not in message and "image_downsample" in message and "fix:" in message
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def test_forecast_share_needs_the_whole_present_in_the_input_range() -> None:
+    _expect_error(CONFIGS / "m4.yaml", preset="tiny", overrides=("input_tokens_range=[24,64]",), key="forecast_share",
+                  problem="every current-frame token in (103)", fix="at least 103")
+    _expect_error(CONFIGS / "m1.yaml", preset="tiny", overrides=("forecast_share=0.5",), key="forecast_share",
+                  problem="no modality is a next-frame one", fix="forecast_share=0")
+    _expect_error(CONFIGS / "m4.yaml", preset="tiny", overrides=("forecast_share=1.5",), key="forecast_share", fix="")
+
+
+def test_embedding_keys_are_validated(tmp_path: Path, base: dict[str, Any]) -> None:
+    _expect_error(CONFIGS / "m4.yaml", preset="tiny", overrides=("model.share_embeddings=frame",), key="model.share_embeddings",
+                  fix="")
+    base["vocab_sizes"][2] = base["vocab_sizes"][0] * 2  # tok_rgb_next != tok_rgb under one image table
+    _expect_error(_write(tmp_path, base), key="vocab_sizes[2] (tok_rgb_next)", problem="'image' tokenizer",
+                  fix="model.share_embeddings=modality")
+    base["model"]["share_embeddings"] = "modality"
+    assert load_config(_write(tmp_path, base, "ok.yaml")).model.share_embeddings == "modality"

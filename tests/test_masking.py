@@ -199,8 +199,9 @@ def test_m4_tiny_spec_values() -> None:
     spec = MaskingSpec.from_config(load_config("m4", preset="tiny"))
     assert spec.modalities == ("tok_rgb", "coords", "tok_rgb_next", "coords_next")
     assert spec.max_seq_lens == (64, 39, 64, 39)
-    assert spec.input_tokens_range == (24, 64) and spec.target_tokens_range == (10, 64)
-    assert (spec.num_input, spec.num_target) == (64, 64)
+    assert spec.input_tokens_range == (24, 103) and spec.target_tokens_range == (10, 64)
+    assert (spec.num_input, spec.num_target) == (103, 64)
+    assert spec.forecast_share == 0.5 and spec.temporal == ("current", "current", "next", "next")
 
 
 def test_whole_modality_batch_layout() -> None:
@@ -275,3 +276,28 @@ def test_spec_rejects_inconsistent_values() -> None:
         _spec((4, 3), (-1.0, 1.0), (1.0, 1.0), (1, 2), (1, 2))
     spec = _spec([4, 3], [1, 1], [1, 1], [1, 2], [1, 2])
     assert spec.input_tokens_range == (1, 2) and isinstance(spec.input_alphas[0], float)
+
+
+def test_forecast_samples_get_the_whole_present_and_ask_for_the_future() -> None:
+    spec = MaskingSpec(modalities=("tok_rgb", "coords", "tok_rgb_next", "coords_next"), max_seq_lens=(16, 39, 16, 39),
+                       input_alphas=(1.5, 1.5, 0.5, 0.5), target_alphas=(0.5, 0.5, 1.5, 1.5),
+                       input_tokens_range=(8, 55), target_tokens_range=(4, 30), forecast_share=0.5)
+    assert spec.temporal == ("current", "current", "next", "next")  # from the registry
+    batch = mask_batch(_tokens(spec, 400), spec, np.random.default_rng(3))
+    forecast = []
+    for row in range(400):
+        inputs, targets = _chosen(batch, "enc", row), _chosen(batch, "dec", row)
+        whole_present = sorted(inputs) == [(m, p) for m, n in ((0, 16), (1, 39)) for p in range(n)]
+        forecast.append(whole_present)
+        if whole_present:  # every target is a next-frame token, the whole target budget split over them
+            assert {m for m, _ in targets} <= {2, 3} and 0 < len(targets) <= 30  # clamped as in 4M
+        assert not set(inputs) & set(targets)
+    # About half the rows are forecasts (a plain 4M draw of all 55 current tokens is vanishingly rare).
+    assert 0.4 < np.mean(forecast) < 0.6
+    # The same seed gives the same batch.
+    again = mask_batch(_tokens(spec, 400), spec, np.random.default_rng(3))
+    assert all(np.array_equal(getattr(batch, f), getattr(again, f)) for f in FIELDS)
+    with pytest.raises(ValueError, match="more than input_tokens_range's max"):
+        MaskingSpec(**{**spec.__dict__, "input_tokens_range": (8, 40)})
+    with pytest.raises(ValueError, match="needs current and next"):
+        MaskingSpec(**{**spec.__dict__, "temporal": ("none",) * 4})

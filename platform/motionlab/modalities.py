@@ -32,16 +32,19 @@ class Modality:
     kind: Kind
     # "current": the reference frame; "next": the frames up to the SSIM successor (1 or num_next_frames)
     temporal: Literal["current", "next", "none"]
+    # The tokenizer whose ids the modality holds: modalities naming the same one share a token table and
+    # an output head in the model, so a current and a next modality read and write the same codes.
+    tokenizer: str
 
 
 REGISTRY: dict[str, Modality] = {
     m.name: m
     for m in (
-        Modality("tok_rgb", Kind.IMAGE, "current"),
-        Modality("coords", Kind.POSE, "current"),
-        Modality("captions", Kind.TEXT, "none"),
-        Modality("tok_rgb_next", Kind.IMAGE, "next"),
-        Modality("coords_next", Kind.POSE, "next"),
+        Modality("tok_rgb", Kind.IMAGE, "current", tokenizer="image"),
+        Modality("coords", Kind.POSE, "current", tokenizer="pose"),
+        Modality("captions", Kind.TEXT, "none", tokenizer="text"),
+        Modality("tok_rgb_next", Kind.IMAGE, "next", tokenizer="image"),
+        Modality("coords_next", Kind.POSE, "next", tokenizer="pose"),
     )
 }
 

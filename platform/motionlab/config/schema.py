@@ -86,6 +86,14 @@ class ModelConfig(BaseModel):
     enc_depth: int = Field(gt=0)
     dec_depth: int = Field(gt=0)
     head_dim: int = Field(gt=0)
+    # Embeddings (motionlab.models.embeddings): positions laid out by kind (sincos) or one learned row per
+    # modality position (learned); token tables one per tokenizer, per modality or one for all; pose
+    # coordinate ids with a smooth term of their bin centre (value) or plain rows (table).
+    aligned_bias: float = 2.0  # initial cross-attention bias towards inputs at the query's place; 0: none
+    loss_weighting: Literal["token", "modality"] = "token"  # mean over target tokens, or over modalities
+    posemb: Literal["sincos", "learned"] = "sincos"
+    share_embeddings: Literal["tokenizer", "modality", "all"] = "tokenizer"
+    pose_embedding: Literal["value", "table"] = "value"
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> ModelConfig:
@@ -98,6 +106,12 @@ class ModelConfig(BaseModel):
                 f"{self.dim} is not a multiple of head_dim {self.head_dim}",
                 f"set model.dim to a multiple of {self.head_dim} (e.g. {lower or upper} or {upper}) "
                 "or change model.head_dim",
+            )
+        if self.posemb == "sincos" and self.dim % 4:
+            raise _invalid(
+                "dim",
+                f"{self.dim} is not a multiple of 4, which 2-D sin-cos positions (row and column, sin and cos) need",
+                "set model.dim to a multiple of 4 or model.posemb=learned",
             )
         return self
 
@@ -233,6 +247,9 @@ class ExperimentConfig(BaseModel):
     target_alphas: list[float]
     input_tokens_range: list[int]
     target_tokens_range: list[int]
+    # Share of samples masked as the forecasting task: every current token in, next-frame targets out
+    # (motionlab.masking); 0 keeps pure 4M masking.
+    forecast_share: float = Field(0.0, ge=0, le=1)
 
     batch_size: int = Field(gt=0)
     total_tokens: float = Field(gt=0)  # millions
@@ -257,6 +274,7 @@ class ExperimentConfig(BaseModel):
         self._check_ranges()
         self._check_lengths()
         self._check_vocabularies()
+        self._check_shared_tables()
         self._check_schedule()
         return self
 
@@ -326,6 +344,22 @@ class ExperimentConfig(BaseModel):
                     field, f"min {low} > max {high}", f"swap them or lower the min, e.g. [{high}, {low}]"
                 )
         available = sum(self.max_seq_lens)
+        if self.forecast_share > 0:
+            temporal = [modalities.get(n).temporal for n in self.modalities]
+            current = sum(n for n, t in zip(self.max_seq_lens, temporal, strict=True) if t == "current")
+            if "next" not in temporal:
+                raise _invalid(
+                    "forecast_share",
+                    f"{self.forecast_share:g} asks for forecasting samples, but no modality is a next-frame one",
+                    "set forecast_share=0, or add tok_rgb_next / coords_next to modalities",
+                )
+            if current > self.input_tokens_range[1]:
+                raise _invalid(
+                    "forecast_share",
+                    f"forecasting samples put every current-frame token in ({current}), but input_tokens_range's "
+                    f"max is {self.input_tokens_range[1]}",
+                    f"raise input_tokens_range's max to at least {current}, or set forecast_share=0",
+                )
         needed = self.input_tokens_range[0] + self.target_tokens_range[0]
         if needed > available:
             raise _invalid(
@@ -393,6 +427,23 @@ class ExperimentConfig(BaseModel):
                 f"{self.vocab_sizes[i]} is smaller than the {needed} {what}",
                 f"set vocab_sizes[{i}] to at least {needed}, or use {smaller}",
             )
+
+    def _check_shared_tables(self) -> None:
+        # One token table per tokenizer needs one vocabulary size for the modalities that share it.
+        if self.model.share_embeddings != "tokenizer":
+            return
+        first: dict[str, int] = {}
+        for i, name in enumerate(self.modalities):
+            tokenizer = modalities.get(name).tokenizer
+            j = first.setdefault(tokenizer, i)
+            if self.vocab_sizes[i] != self.vocab_sizes[j]:
+                raise _invalid(
+                    self._label("vocab_sizes", i),
+                    f"{self.vocab_sizes[i]} differs from {self._label('vocab_sizes', j)} = {self.vocab_sizes[j]}, "
+                    f"but both hold '{tokenizer}' tokenizer ids and model.share_embeddings=tokenizer gives them "
+                    "one table",
+                    f"set vocab_sizes[{i}] to {self.vocab_sizes[j]}, or model.share_embeddings=modality",
+                )
 
     def _check_schedule(self) -> None:
         if self.min_lr > self.lr:

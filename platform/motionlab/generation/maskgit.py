@@ -157,7 +157,7 @@ def decode_modality(
                 "dec_pos": unknown_pos,
                 "dec_pad": torch.zeros_like(unknown_pos, dtype=torch.bool),
             }
-            logits = model.modality_logits(model(batch), t).float()  # (B, U, V)
+            logits = model.modality_logits(model(batch), t, unknown_pos).float()  # (B, U, V)
             if limits is not None:
                 logits = logits.masked_fill(banned[unknown_pos], float("-inf"))
             if temperature == 0:

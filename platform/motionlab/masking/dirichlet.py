@@ -6,6 +6,12 @@ total are drawn uniformly from their ranges, split across modalities with Dirich
 the leftover tokens go one at a time to the winner of a fresh Dirichlet draw, so a modality with a tiny
 alpha stays starved), and clamped to what the modality holds. Inputs and targets are disjoint.
 
+A share of the samples (`forecast_share`, 0 by default) instead poses the forecasting task the evaluation
+and the roll-outs ask for: every token of the current-frame modalities is input, and the target budget is
+split over the next-frame modalities only. Plain 4M masking poses it rarely (with M4-tiny's budgets a
+next-frame target has its current-frame twin visible a quarter of the time and never the whole current
+frame), so a short run learns the marginals before it learns to carry the present forward.
+
 The result is packed into fixed-length encoder and decoder rows (the range maxima), ordered by modality
 then position and padded at the end, so every batch has the same shape and nothing recompiles.
 """
@@ -36,6 +42,8 @@ class MaskingSpec:
     target_alphas: tuple[float, ...]
     input_tokens_range: tuple[int, int]
     target_tokens_range: tuple[int, int]
+    forecast_share: float = 0.0  # samples that get every current token in and next-frame targets out
+    temporal: tuple[str, ...] = ()  # per modality: current | next | none; empty = from the registry
 
     def __post_init__(self) -> None:
         # Coerce lists (and numpy scalars) so equality and hashing behave, then fail early with the field name.
@@ -46,6 +54,13 @@ class MaskingSpec:
         set_(self, "target_alphas", tuple(float(a) for a in self.target_alphas))
         set_(self, "input_tokens_range", tuple(int(n) for n in self.input_tokens_range))
         set_(self, "target_tokens_range", tuple(int(n) for n in self.target_tokens_range))
+        set_(self, "forecast_share", float(self.forecast_share))
+        if not self.temporal:
+            from motionlab import modalities as registry
+
+            set_(self, "temporal", tuple(registry.REGISTRY[n].temporal if n in registry.REGISTRY else "none"
+                                         for n in self.modalities))
+        set_(self, "temporal", tuple(str(t) for t in self.temporal))
         m = len(self.modalities)
         if m == 0:
             raise ValueError("MaskingSpec.modalities is empty; give at least one modality")
@@ -67,6 +82,18 @@ class MaskingSpec:
             bounds = getattr(self, name)
             if len(bounds) != 2 or not 0 <= bounds[0] <= bounds[1]:
                 raise ValueError(f"MaskingSpec.{name} must be [min, max] with 0 <= min <= max, got {bounds}")
+        if len(self.temporal) != m:
+            raise ValueError(f"MaskingSpec.temporal has {len(self.temporal)} entries but there are {m} modalities")
+        if not 0.0 <= self.forecast_share <= 1.0:
+            raise ValueError(f"MaskingSpec.forecast_share must lie in [0, 1], got {self.forecast_share}")
+        if self.forecast_share > 0:
+            current = sum(n for n, t in zip(self.max_seq_lens, self.temporal, strict=True) if t == "current")
+            if "next" not in self.temporal or not current:
+                raise ValueError("MaskingSpec.forecast_share > 0 needs current and next modalities, got "
+                                 f"{dict(zip(self.modalities, self.temporal, strict=True))}")
+            if current > self.input_tokens_range[1]:
+                raise ValueError(f"MaskingSpec.forecast_share > 0 puts every current token ({current}) in, more "
+                                 f"than input_tokens_range's max {self.input_tokens_range[1]}")
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig) -> MaskingSpec:
@@ -78,6 +105,7 @@ class MaskingSpec:
             target_alphas=tuple(cfg.target_alphas),
             input_tokens_range=tuple(cfg.input_tokens_range),  # type: ignore[arg-type]
             target_tokens_range=tuple(cfg.target_tokens_range),  # type: ignore[arg-type]
+            forecast_share=cfg.forecast_share,
         )
 
     @property
@@ -162,6 +190,29 @@ def sample_budgets(
     tg_total = rng.integers(spec.target_tokens_range[0], spec.target_tokens_range[1], size=b, endpoint=True)  # (B,)
     in_budget = np.minimum(_split(rng, spec.input_alphas, in_total), valid)  # (B, M)
     tg_budget = np.minimum(_split(rng, spec.target_alphas, tg_total), valid - in_budget)  # (B, M)
+    if spec.forecast_share > 0:
+        forecast = rng.random(b) < spec.forecast_share  # (B,)
+        # a forecasting sample asks for as much of the future as the target budget allows
+        in_f, tg_f = _forecast_budgets(spec, rng, valid[forecast], np.full(int(forecast.sum()), spec.num_target))
+        in_budget[forecast], tg_budget[forecast] = in_f, tg_f
+    return in_budget, tg_budget
+
+
+def _forecast_budgets(
+    spec: MaskingSpec, rng: np.random.Generator, valid: np.ndarray, tg_total: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Forecasting samples: every current token in; the target total split over next modalities by target alphas.
+
+    valid (F, M), tg_total (F,) -> input budgets (F, M), target budgets (F, M) int64. Next modalities whose
+    target alphas are all 0 share the total uniformly instead.
+    """
+    current = np.array([t == "current" for t in spec.temporal])  # (M,)
+    nxt = np.array([t == "next" for t in spec.temporal])  # (M,)
+    in_budget = np.where(current[None, :], valid, 0)  # (F, M)
+    alphas = np.where(nxt, spec.target_alphas, 0.0)
+    if not (alphas > 0).any():
+        alphas = nxt.astype(np.float64)
+    tg_budget = np.minimum(_split(rng, alphas, tg_total), valid - in_budget)  # (F, M)
     return in_budget, tg_budget
 
 

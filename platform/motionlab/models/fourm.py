@@ -3,16 +3,32 @@
 The encoder reads a set of visible tokens drawn from any modalities; the decoder asks for another set
 of tokens (the targets) by position and modality and predicts their ids. Semantics follow 4M:
 
-- every slot, input or target, is located by a per-modality learned positional embedding plus a
-  modality embedding (learned rather than sin-cos, because one table serves every kind of modality:
-  image grids, pose rows and captions alike);
+- every slot, input or target, is located by one slot embedding shared by encoder and decoder: its
+  position laid out by the modality's kind (2-D sin-cos for image grids, a joint-field table for poses,
+  1-D sin-cos for text), its frame and its modality (`motionlab.models.embeddings`);
+- token tables are keyed by tokenizer and tied to one head per tokenizer, so `tok_rgb` and
+  `tok_rgb_next` read and write the same image codes;
 - the decoder's queries are one learned mask token plus the slot embedding of the target, so the
   decoder learns *where* to predict, never *what* was there;
 - decoder self-attention only connects queries of the same modality, so the prediction of one
   modality never depends on which tokens of another modality happened to be asked for;
 - cross-attention reads a projection of the encoder output plus the encoder slot embeddings;
-- the loss is the mean over modalities of each modality's mean cross-entropy, so a long modality
-  (a 16x16 image grid) does not drown a short one (a 39-token pose).
+- the loss is the mean cross-entropy over every target token (`loss_weighting: token`), or the mean
+  over modalities of each modality's mean (`modality`), which keeps a long modality from drowning a
+  short one but gives each token of a modality the batch asks little of a weight many times its
+  share: with M4-tiny's target alphas (current frame 0.5, next 1.5) that noise kept the model at the
+  marginals for a whole run, where the token mean learnt to forecast (benchmarks/fourm_ablation.py).
+
+Scales are set for the width, not copied from GPT-2: embeddings at unit scale, every linear layer at
+std 1/sqrt(fan_in) (so each block adds about as much as it reads), the residual projections shrunk by
+1/sqrt(2 x depth). GPT-2's constant 0.02 is about 1/sqrt(fan_in) at width 2,500; at width 128 it made
+every block add a fiftieth of the stream, and with the embeddings at 0.02 too the blocks' common output
+drowned where a decoder query was: the model learnt the marginals (`tests/test_fourm.py::test_copy_task`).
+
+Cross-attention starts with a per-head bias `aligned_bias` towards the input slots at the query's place
+(the same grid cell, the same joint field; `SlotEmbedding.place`): next-frame tokens are mostly the
+current frame's tokens at the same place, and found from scratch that routing took longer than a tiny
+run's whole budget (the bias is learnt; 0 starts without it).
 
 Batches come from `motionlab.masking` as flat token lists with a modality index, a position inside the
 modality and a padding flag per slot (the `enc_*` and `dec_*` fields), so the model never branches on a
@@ -32,9 +48,18 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from motionlab.config.schema import ExperimentConfig
 
+from motionlab import modalities as registry
+from motionlab.models.embeddings import SlotEmbedding, TokenEmbedding
+
 ENCODER_FIELDS = ("enc_tokens", "enc_mod", "enc_pos", "enc_pad")
 DECODER_FIELDS = ("dec_mod", "dec_pos", "dec_pad")
-INIT_STD = 0.02  # GPT-2 initialisation
+POSEMBS = ("sincos", "learned")
+SHARINGS = ("tokenizer", "modality", "all")
+POSE_EMBEDDINGS = ("value", "table")
+LOSS_WEIGHTINGS = ("token", "modality")
+LAYOUTS = ("grid", "pose", "sequence")
+TEMPORAL = ("current", "next", "none")
+_LAYOUT_OF_KIND = {registry.Kind.IMAGE: "grid", registry.Kind.POSE: "pose", registry.Kind.TEXT: "sequence"}
 
 
 @dataclass(frozen=True)
@@ -50,11 +75,20 @@ class FourMConfig:
     head_dim: int
     mlp_ratio: float = 4.0
     dropout: float = 0.0
-    shared_vocab: bool = False  # one embedding table (max vocab rows) for every modality, tied to the heads
+    aligned_bias: float = 2.0  # initial cross-attention bias towards input slots at the query's place
+    loss_weighting: str = "token"  # token | modality (see the module docstring)
+    posemb: str = "sincos"  # sincos | learned (see motionlab.models.embeddings)
+    share_embeddings: str = "tokenizer"  # tokenizer | modality | all
+    pose_embedding: str = "value"  # value | table: pose coordinate ids with or without a smooth value term
+    # Per modality; empty = from the registry by name (a name it lacks: its own tokenizer, a 1-D sequence).
+    tokenizers: tuple[str, ...] = ()  # token-table key: modalities naming one tokenizer share a table
+    layouts: tuple[str, ...] = ()  # grid | pose | sequence
+    temporal: tuple[str, ...] = ()  # current | next | none
+    frames: tuple[int, ...] = ()  # frames the modality's tokens span
 
     def __post_init__(self) -> None:
         # Tuples even when built from lists (JSON), so the config stays hashable and comparable.
-        for name in ("modalities", "vocab_sizes", "max_seq_lens"):
+        for name in ("modalities", "vocab_sizes", "max_seq_lens", "tokenizers", "layouts", "temporal", "frames"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         n = len(self.modalities)
         if n == 0:
@@ -74,6 +108,87 @@ class FourMConfig:
             raise ValueError(f"FourMConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.mlp_ratio <= 0:
             raise ValueError(f"FourMConfig.mlp_ratio must be positive, got {self.mlp_ratio}")
+        choices = (("posemb", POSEMBS), ("share_embeddings", SHARINGS), ("pose_embedding", POSE_EMBEDDINGS),
+                   ("loss_weighting", LOSS_WEIGHTINGS))
+        for name, allowed in choices:
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"FourMConfig.{name} is '{getattr(self, name)}'; use one of {', '.join(allowed)}")
+        self._fill_layout()
+        self._check_layout()
+
+    def _fill_layout(self) -> None:
+        """Per-modality layout fields left empty are taken from the registry (frames from the lengths)."""
+        known = [registry.REGISTRY.get(name) for name in self.modalities]
+        set_ = object.__setattr__
+        if not self.tokenizers:
+            names = zip(known, self.modalities, strict=True)
+            set_(self, "tokenizers", tuple(m.tokenizer if m else name for m, name in names))
+        if not self.layouts:
+            set_(self, "layouts", tuple(self._layout_of(m, n) for m, n in zip(known, self.max_seq_lens, strict=True)))
+        if not self.temporal:
+            set_(self, "temporal", tuple(m.temporal if m else "none" for m in known))
+        if not self.frames:
+            set_(self, "frames", tuple(self._frames_of(i) for i in range(len(self.modalities))))
+
+    @staticmethod
+    def _layout_of(modality: registry.Modality | None, length: int) -> str:
+        """The kind's layout; a length the layout cannot hold (hand-built test models) is a 1-D sequence.
+
+        `from_experiment` passes layouts explicitly, and those are checked strictly.
+        """
+        layout = _LAYOUT_OF_KIND[modality.kind] if modality else "sequence"
+        fits = {"grid": math.isqrt(length) ** 2 == length, "pose": length % registry.POSE_TOKENS_PER_FRAME == 0}
+        return layout if fits.get(layout, True) else "sequence"
+
+    def _frames_of(self, i: int) -> int:
+        """A pose spans length / 39 frames; a next grid as many frames as it holds current grids of its tokenizer."""
+        if self.layouts[i] == "pose":
+            return max(self.max_seq_lens[i] // registry.POSE_TOKENS_PER_FRAME, 1)
+        if self.layouts[i] == "grid" and self.temporal[i] == "next":
+            current = [self.max_seq_lens[j] for j in range(len(self.modalities)) if self.temporal[j] == "current"
+                       and self.layouts[j] == "grid" and self.tokenizers[j] == self.tokenizers[i]]
+            if current and self.max_seq_lens[i] % current[0] == 0:
+                return self.max_seq_lens[i] // current[0]
+        return 1
+
+    def _check_layout(self) -> None:
+        n = len(self.modalities)
+        for name in ("tokenizers", "layouts", "temporal", "frames"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"FourMConfig.{name} has {len(getattr(self, name))} entries but modalities has {n}")
+        for name, layout, temporal, frames, length in zip(
+            self.modalities, self.layouts, self.temporal, self.frames, self.max_seq_lens, strict=True
+        ):
+            if layout not in LAYOUTS or temporal not in TEMPORAL:
+                raise ValueError(f"FourMConfig: modality '{name}' has layout '{layout}' / temporal '{temporal}'; "
+                                 f"use one of {LAYOUTS} / {TEMPORAL}")
+            if frames < 1 or length % frames:
+                raise ValueError(f"FourMConfig: modality '{name}' spans {frames} frames, which do not divide "
+                                 f"its {length} tokens")
+            per_frame = length // frames
+            if layout == "grid" and math.isqrt(per_frame) ** 2 != per_frame:
+                raise ValueError(f"FourMConfig: grid modality '{name}' has {per_frame} tokens a frame, not a square")
+            if layout == "pose" and per_frame != registry.POSE_TOKENS_PER_FRAME:
+                raise ValueError(f"FourMConfig: pose modality '{name}' has {per_frame} tokens a frame, not "
+                                 f"{registry.POSE_TOKENS_PER_FRAME}")
+        if self.posemb == "sincos" and self.dim % 4:
+            raise ValueError(f"FourMConfig.dim {self.dim} must be a multiple of 4 for 2-D sin-cos positions")
+        if self.share_embeddings == "tokenizer":
+            sizes: dict[str, set[int]] = {}
+            for tok, v in zip(self.tokenizers, self.vocab_sizes, strict=True):
+                sizes.setdefault(tok, set()).add(v)
+            for tok, vs in sizes.items():
+                if len(vs) > 1:
+                    raise ValueError(f"FourMConfig: modalities of tokenizer '{tok}' have vocab sizes {sorted(vs)}; "
+                                     "one table needs one size (or share_embeddings='modality')")
+
+    def table_groups(self) -> list[int]:
+        """Modality index -> token-table index under `share_embeddings`."""
+        if self.share_embeddings == "all":
+            return [0] * len(self.modalities)
+        keys = self.tokenizers if self.share_embeddings == "tokenizer" else self.modalities
+        order = list(dict.fromkeys(keys))
+        return [order.index(k) for k in keys]
 
     @property
     def num_heads(self) -> int:
@@ -85,8 +200,9 @@ class FourMConfig:
 
     @classmethod
     def from_experiment(cls, cfg: ExperimentConfig) -> FourMConfig:
-        """The model an experiment config describes; optional knobs fall back to the defaults above."""
+        """The model an experiment config describes, its layout read off the registry."""
         model = cfg.model
+        known = [registry.get(name) for name in cfg.modalities]
         return cls(
             modalities=tuple(cfg.modalities),
             vocab_sizes=tuple(cfg.vocab_sizes),
@@ -95,16 +211,21 @@ class FourMConfig:
             enc_depth=model.enc_depth,
             dec_depth=model.dec_depth,
             head_dim=model.head_dim,
-            # Not (yet) fields of ModelConfig; read them if a config ever grows them.
-            mlp_ratio=getattr(model, "mlp_ratio", cls.mlp_ratio),
-            dropout=getattr(model, "dropout", cls.dropout),
-            shared_vocab=getattr(model, "shared_vocab", cls.shared_vocab),
+            aligned_bias=model.aligned_bias,
+            loss_weighting=model.loss_weighting,
+            posemb=model.posemb,
+            share_embeddings=model.share_embeddings,
+            pose_embedding=model.pose_embedding,
+            tokenizers=tuple(m.tokenizer for m in known),
+            layouts=tuple(_LAYOUT_OF_KIND[m.kind] for m in known),
+            temporal=tuple(m.temporal for m in known),
+            frames=tuple(registry.frames_spanned(m, cfg.data.num_next_frames) for m in known),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and numbers, so a checkpoint can store it as JSON."""
         d = asdict(self)
-        for name in ("modalities", "vocab_sizes", "max_seq_lens"):
+        for name in ("modalities", "vocab_sizes", "max_seq_lens", "tokenizers", "layouts", "temporal", "frames"):
             d[name] = list(d[name])
         return d
 
@@ -142,7 +263,8 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, context: Tensor | None = None, allowed: Tensor | None = None) -> Tensor:
-        # x: (B, N, D), context: (B, M, D) or None (then M = N), allowed: bool broadcastable to (B, 1, N, M)
+        # x: (B, N, D), context: (B, M, D) or None (then M = N), allowed: broadcastable to (B, H, N, M), bool
+        # (True = attend) or float (added to the scores)
         B, N, D = x.shape
         context = x if context is None else context
         q = self.q(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, N, hd)
@@ -196,29 +318,11 @@ class DecoderBlock(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, y: Tensor, context: Tensor, self_allowed: Tensor, cross_allowed: Tensor) -> Tensor:
-        # y: (B, N_tgt, D), context: (B, N_in, D), self_allowed: (B, 1, N_tgt, N_tgt), cross_allowed: (B, 1, 1, N_in)
+        # y: (B, N_tgt, D), context: (B, N_in, D), self_allowed: (B, 1, N_tgt, N_tgt) bool,
+        # cross_allowed: (B, H, N_tgt, N_in) float, added to the scores (-inf = masked)
         y = y + self.self_attn(self.norm1(y), allowed=self_allowed)
         y = y + self.cross_attn(self.query_norm(y), self.context_norm(context), allowed=cross_allowed)
         return y + self.mlp(self.norm2(y))
-
-
-class SlotEmbedding(nn.Module):
-    """Where a slot is: a learned position inside its modality plus a learned modality embedding.
-
-    All modalities' positions live in one table at per-modality offsets (the same as one table per
-    modality, with one lookup instead of a loop).
-    """
-
-    def __init__(self, config: FourMConfig) -> None:
-        super().__init__()
-        self.pos = nn.Embedding(sum(config.max_seq_lens), config.dim)
-        self.mod = nn.Embedding(len(config.modalities), config.dim)
-        offsets = torch.tensor([0, *config.max_seq_lens[:-1]]).cumsum(0)
-        self.register_buffer("offsets", offsets, persistent=False)  # (M,)
-
-    def forward(self, mod: Tensor, pos: Tensor) -> Tensor:
-        # mod, pos: (B, N) int64 -> (B, N, D)
-        return self.pos(self.offsets[mod] + pos) + self.mod(mod)
 
 
 # -- the model ------------------------------------------------------------------------------------------
@@ -231,20 +335,11 @@ class FourM(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        # Token ids of every modality share one table at per-modality offsets, equivalent to one
-        # nn.Embedding per modality; with shared_vocab every modality indexes the same max(vocab) rows.
-        if c.shared_vocab:
-            self.tok_emb = nn.Embedding(max(c.vocab_sizes), c.dim)
-            vocab_offsets = torch.zeros(len(c.modalities), dtype=torch.long)
-        else:
-            self.tok_emb = nn.Embedding(sum(c.vocab_sizes), c.dim)
-            vocab_offsets = torch.tensor([0, *c.vocab_sizes[:-1]]).cumsum(0)
-        self.register_buffer("vocab_offsets", vocab_offsets, persistent=False)  # (M,)
+        self.tok_emb = TokenEmbedding(c)
         self.register_buffer("vocab_sizes", torch.tensor(c.vocab_sizes), persistent=False)  # (M,)
         self.register_buffer("seq_lens", torch.tensor(c.max_seq_lens), persistent=False)  # (M,)
 
-        self.enc_slot = SlotEmbedding(c)
-        self.dec_slot = SlotEmbedding(c)
+        self.slot = SlotEmbedding(c)  # one position module for encoder and decoder
         self.mask_token = nn.Parameter(torch.zeros(c.dim))
         self.drop = nn.Dropout(c.dropout)
         self.encoder = nn.ModuleList(EncoderBlock(c) for _ in range(c.enc_depth))
@@ -252,24 +347,26 @@ class FourM(nn.Module):
         self.context_proj = nn.Linear(c.dim, c.dim)
         self.decoder = nn.ModuleList(DecoderBlock(c) for _ in range(c.dec_depth))
         self.dec_norm = nn.LayerNorm(c.dim)
-        # With shared_vocab the heads are the (transposed) shared embedding, sliced to each vocabulary.
-        self.heads = None if c.shared_vocab else nn.ModuleList(nn.Linear(c.dim, v, bias=False) for v in c.vocab_sizes)
-        self.apply(self._init_weights)
-        # GPT-2: shrink the residual projections so the residual stream's variance does not grow with depth.
-        for name, p in self.named_parameters():
-            if name.endswith("proj.weight") and name != "context_proj.weight":
-                depth = c.enc_depth if name.startswith("encoder.") else c.dec_depth
-                nn.init.normal_(p, mean=0.0, std=INIT_STD / math.sqrt(2 * depth))
-        nn.init.normal_(self.mask_token, mean=0.0, std=INIT_STD)
+        self.aligned_bias = nn.Parameter(torch.full((c.num_heads,), float(c.aligned_bias)))  # (H,)
+        self._init_weights()
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
+    def _init_weights(self) -> None:
+        """Scales by width (see the module docstring): linears 1/sqrt(fan_in), embeddings 1."""
+        c = self.config
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                std = 1.0 / math.sqrt(module.in_features)
+                if name.endswith("proj") and name.startswith(("encoder.", "decoder.")):
+                    # residual projections: the stream's variance must not grow with depth
+                    std /= math.sqrt(2 * (c.enc_depth if name.startswith("encoder.") else c.dec_depth))
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for table in (self.slot.learned, self.slot.mod, *([self.slot.frame] if self.slot.frame else [])):
+            nn.init.normal_(table.weight, std=1.0)
+        self.tok_emb.init_weights(head_std=1.0 / math.sqrt(c.dim))
+        # The mask token is the same in every query and says nothing: small beside the slot embedding.
+        nn.init.normal_(self.mask_token, mean=0.0, std=0.02)
 
     # -- forward ----------------------------------------------------------------------------------------
 
@@ -308,8 +405,8 @@ class FourM(nn.Module):
         dec_mod, dec_pos = dec_mod.masked_fill(dec_pad, 0), dec_pos.masked_fill(dec_pad, 0)
 
         # Encoder over the visible tokens; padding keys are masked out.
-        enc_emb = self.enc_slot(enc_mod, enc_pos)  # (B, N_in, D)
-        x = self.drop(self.tok_emb(enc_tokens + self.vocab_offsets[enc_mod]) + enc_emb)  # (B, N_in, D)
+        enc_emb = self.slot(enc_mod, enc_pos)  # (B, N_in, D)
+        x = self.drop(self.tok_emb(enc_tokens, enc_mod, enc_pos) + enc_emb)  # (B, N_in, D)
         key_allowed = _guard_empty_rows(~enc_pad[:, None, None, :])  # (B, 1, 1, N_in)
         for block in self.encoder:
             x = block(x, key_allowed)
@@ -317,29 +414,36 @@ class FourM(nn.Module):
 
         # Decoder: mask-token queries at the target slots, attending to same-modality queries only.
         context = self.context_proj(x) + enc_emb  # (B, N_in, D)
-        y = self.drop(self.mask_token + self.dec_slot(dec_mod, dec_pos))  # (B, N_tgt, D)
+        y = self.drop(self.mask_token + self.slot(dec_mod, dec_pos))  # (B, N_tgt, D)
         same_mod = dec_mod[:, :, None] == dec_mod[:, None, :]  # (B, N_tgt, N_tgt)
         self_allowed = _guard_empty_rows((same_mod & ~dec_pad[:, None, :])[:, None])  # (B, 1, N_tgt, N_tgt)
+        # Cross-attention bias towards inputs at the query's place; -inf on padding keys.
+        dec_place, enc_place = self.slot.place_of(dec_mod, dec_pos), self.slot.place_of(enc_mod, enc_pos)  # (B, N)
+        same_place = dec_place[:, :, None] == enc_place[:, None, :]  # (B, N_tgt, N_in)
+        cross = same_place[:, None].float() * self.aligned_bias[None, :, None, None]  # (B, H, N_tgt, N_in)
+        cross = cross.masked_fill(~key_allowed, float("-inf"))
         for block in self.decoder:
-            y = block(y, context, self_allowed, key_allowed)
+            y = block(y, context, self_allowed, cross)
         return self.dec_norm(y)  # (B, N_tgt, D)
 
-    def modality_logits(self, hidden: Tensor, modality: int) -> Tensor:
-        """Logits over modality `modality`'s vocabulary: (..., D) -> (..., V_m)."""
-        if self.heads is None:
-            weight = self.tok_emb.weight[: self.config.vocab_sizes[modality]]  # (V_m, D), tied
-            return F.linear(hidden, weight)
-        return self.heads[modality](hidden)
+    def modality_logits(self, hidden: Tensor, modality: int, pos: Tensor | None = None) -> Tensor:
+        """Logits over modality `modality`'s vocabulary: (..., D) hidden, (...) positions -> (..., V_m).
+
+        Positions tell a pose's coordinate slots from its visibility slots; without them every pose slot
+        is scored as a coordinate.
+        """
+        return self.tok_emb.logits(hidden, modality, pos)
 
     def compute_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
-        """(loss, per-modality CE, per-modality accuracy), the loss being the mean over the modalities present.
+        """(loss, per-modality CE, per-modality accuracy); the loss weighs tokens or modalities (`loss_weighting`).
 
-        A modality with no non-padding target in this batch is left out of both dicts and of the mean, so
+        A modality with no non-padding target in this batch is left out of both dicts and of the loss, so
         a batch that happens to ask nothing of it neither reports a fake 0 nor dilutes the others.
         The dict values are detached scalars, for logging; only the total carries gradients.
         """
         hidden = self(batch)  # (B, N_tgt, D)
         targets = batch["dec_tokens"].long()  # (B, N_tgt)
+        by_token = self.config.loss_weighting == "token"
         real = ~batch["dec_pad"].bool()  # (B, N_tgt)
         mod = batch["dec_mod"].long()  # (B, N_tgt)
         losses: dict[str, Tensor] = {}
@@ -349,14 +453,19 @@ class FourM(nn.Module):
             sel = real & (mod == i)  # (B, N_tgt)
             if not bool(sel.any()):
                 continue
-            logits = self.modality_logits(hidden[sel], i).float()  # (n_i, V_i)
+            logits = self.modality_logits(hidden[sel], i, batch["dec_pos"].long()[sel]).float()  # (n_i, V_i)
             target = targets[sel]  # (n_i,)
             ce = F.cross_entropy(logits, target)
-            terms.append(ce)
+            terms.append(ce * target.numel() if by_token else ce)
             losses[name] = ce.detach()
             accuracies[name] = (logits.argmax(dim=-1) == target).float().mean().detach()
         # No targets at all: a zero that still depends on the parameters, so backward() works.
-        loss = torch.stack(terms).mean() if terms else hidden.sum() * 0.0
+        if not terms:
+            loss = hidden.sum() * 0.0
+        elif by_token:
+            loss = torch.stack(terms).sum() / real.sum()
+        else:
+            loss = torch.stack(terms).mean()
         return loss, losses, accuracies
 
     # -- accounting -------------------------------------------------------------------------------------
