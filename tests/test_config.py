@@ -646,8 +646,8 @@ def test_forecast_share_needs_the_whole_present_in_the_input_range() -> None:
 
 
 def test_embedding_keys_are_validated(tmp_path: Path, base: dict[str, Any]) -> None:
-    _expect_error(CONFIGS / "m4.yaml", preset="tiny", overrides=("model.share_embeddings=frame",), key="model.share_embeddings",
-                  fix="")
+    _expect_error(CONFIGS / "m4.yaml", preset="tiny", overrides=("model.share_embeddings=frame",),
+                  key="model.share_embeddings", fix="")
     base["vocab_sizes"][2] = base["vocab_sizes"][0] * 2  # tok_rgb_next != tok_rgb under one image table
     _expect_error(_write(tmp_path, base), key="vocab_sizes[2] (tok_rgb_next)", problem="'image' tokenizer",
                   fix="model.share_embeddings=modality")
