@@ -250,6 +250,8 @@ class ExperimentConfig(BaseModel):
     # Share of samples masked as the forecasting task: every current token in, next-frame targets out
     # (motionlab.masking); 0 keeps pure 4M masking.
     forecast_share: float = Field(0.0, ge=0, le=1)
+    # Seed of the weights, batch order and training masks; None = data.seed. Changing it keeps the dataset.
+    seed: int | None = None
 
     batch_size: int = Field(gt=0)
     total_tokens: float = Field(gt=0)  # millions
@@ -460,6 +462,11 @@ class ExperimentConfig(BaseModel):
             )
 
     # -- views for the rest of the platform --------------------------------------------------------------
+
+    @property
+    def train_seed(self) -> int:
+        """The seed a training draws its weights, batch order and masks from."""
+        return self.data.seed if self.seed is None else self.seed
 
     def modality_index(self, name: str) -> int:
         """Position of a modality in every per-modality list (vocab_sizes, max_seq_lens, alphas)."""

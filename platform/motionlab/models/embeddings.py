@@ -167,6 +167,7 @@ class TokenEmbedding(nn.Module):
                 self.value[str(t)] = nn.Linear(D, D, bias=False)
         self.layouts = c.layouts
         self.vocab_sizes = c.vocab_sizes
+        self.logit_scale = 1.0 / math.sqrt(D)  # T5's scaling of a tied head
 
     def init_weights(self, head_std: float) -> None:
         for table in self.tables:
@@ -216,7 +217,7 @@ class TokenEmbedding(nn.Module):
             return self.heads[modality](hidden)
         t = int(self.table_of[modality])
         vocab = self.vocab_sizes[modality]
-        scale = 1.0 / math.sqrt(self.dim)
+        scale = self.logit_scale
         plain = hidden @ self.tables[t].weight[:vocab].T * scale  # (..., V_m)
         if str(t) not in self.value or self.layouts[modality] != "pose":
             return plain

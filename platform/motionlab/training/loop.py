@@ -157,7 +157,7 @@ class FourMTask(TrainTask):
     def __init__(self, cfg: ExperimentConfig, opts: LoopOptions, data: PreparedData, rank: int, world: int,
                  device: torch.device) -> None:
         self.cfg, self.opts, self.rank, self.device = cfg, opts, rank, device
-        torch.manual_seed(cfg.data.seed)
+        torch.manual_seed(cfg.train_seed)
         schedule = TokenSchedule.from_config(cfg)
         self.schedule = schedule
         self.plan = StepPlan(schedule.total_steps, schedule.eval_every, schedule.ckpt_every, schedule.tokens_per_step,
@@ -172,14 +172,15 @@ class FourMTask(TrainTask):
         per_worker = max(1, cfg.batch_size // world)
         columns = list(cfg.modalities)
         self.eval_rows = eval_batches(data, columns, per_worker) if rank == 0 else []
-        self.batches = iter(EpochCache(ray.train.get_dataset_shard("train"), per_worker, cfg.data.seed + rank, columns))
+        shard = ray.train.get_dataset_shard("train")
+        self.batches = iter(EpochCache(shard, per_worker, cfg.train_seed + rank, columns))
 
     def loss_module(self) -> torch.nn.Module:
         return LossModule(self.model)
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         # seeded by (seed, rank, step): a resumed step sees the masks it would have seen
-        rng = np.random.default_rng([self.cfg.data.seed, self.rank, step])
+        rng = np.random.default_rng([self.cfg.train_seed, self.rank, step])
         return masked_batch(next(self.batches), self.cfg, self.spec, rng, self.opts.text_eos, self.device)
 
     def forward(self, module: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
