@@ -75,6 +75,8 @@ class SweepOutcome:
     trials: int
     errored: int
     metric: str = METRIC
+    # every trial's last report ({metric, "step"}), in Tune's order; ASHA-stopped trials end at earlier steps
+    trial_reports: tuple[dict[str, float], ...] = ()
 
 
 def default_sweep_name(cfg: SweepConfig) -> str:
@@ -238,4 +240,7 @@ def _finish(client: MlflowClient, results: tune.ResultGrid, cfg: SweepConfig, na
     client.set_terminated(parent, status="FINISHED")
     print(f"sweep {name}: best {metric} {best.metrics[metric]:.4f} with "
           + ", ".join(f"{k}={v:.4g}" for k, v in params.items()) + f"; config written to {out}")
-    return SweepOutcome(name, parent, params, float(best.metrics[metric]), out, len(results), errored, metric)
+    reports = tuple({metric: float(r.metrics[metric]), "step": float(r.metrics.get("step", -1))}
+                    for r in results if r.metrics and metric in r.metrics)
+    return SweepOutcome(name, parent, params, float(best.metrics[metric]), out, len(results), errored, metric,
+                        reports)
