@@ -28,6 +28,18 @@ def shared_dataset(*parts: str) -> Path:
     return path
 
 
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module, so tests can check its pure functions (summary lines, arms)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL a driver started in its own session and every process under it (its Ray's raylet and workers
     among them), and wait until all are gone: a worker left alive a moment longer could still write a checkpoint."""

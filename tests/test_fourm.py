@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import load_benchmark
 from motionlab.config import load_config
 from motionlab.models import FourM, FourMConfig
 
@@ -328,16 +329,6 @@ def test_flops_per_token_counts_weights_and_attention(model: FourM) -> None:
 # -- learning from the inputs ---------------------------------------------------------------------------------
 
 
-def copy_batch(batch: int, length: int, vocab: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-    """Modality 0 holds random ids, all visible; modality 1 asks for the same ids at the same positions."""
-    ids = torch.randint(0, vocab, (batch, length), generator=g)
-    pos = torch.arange(length).expand(batch, length)
-    zeros = torch.zeros(batch, length, dtype=torch.long)
-    no_pad = torch.zeros(batch, length, dtype=torch.bool)
-    return {"enc_tokens": ids, "enc_mod": zeros, "enc_pos": pos, "enc_pad": no_pad,
-            "dec_tokens": ids, "dec_mod": zeros + 1, "dec_pos": pos, "dec_pad": no_pad}
-
-
 def test_copy_task() -> None:
     """The tiny FourM (dim 128, 2 + 2 layers, head_dim 32) learns to copy its input within 600 steps.
 
@@ -353,6 +344,7 @@ def test_copy_task() -> None:
                     enc_depth=2, dec_depth=2, head_dim=32)
     model = FourM(c)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    copy_batch = load_benchmark("copy_task").copy_batch  # the benchmark's task, so the two cannot drift
     g = torch.Generator().manual_seed(0)
     for _ in range(600):
         loss, _, _ = model.compute_loss(copy_batch(16, 8, 16, g))

@@ -3,21 +3,12 @@ its embeddings, and the last line reads MPJPE as a ratio to copying and SSIM as 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
+from conftest import load_benchmark
 from motionlab.config import load_config
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fourm_ablation.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("fourm_ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("fourm_ablation")
 
 
 def test_arms_change_only_the_embeddings() -> None:

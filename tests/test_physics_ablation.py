@@ -3,19 +3,11 @@ the way the issue states its target (0.30 = 30% lower, 0.05 = 5% higher), and a 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "physics_ablation.py"
+from conftest import load_benchmark
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("physics_ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("physics_ablation")
 
 
 def test_the_last_line_reads_reductions_and_the_mse_increase() -> None:
