@@ -89,11 +89,11 @@ class ModelConfig(BaseModel):
     # Embeddings (motionlab.models.embeddings): positions laid out by kind (sincos) or one learned row per
     # modality position (learned); token tables one per tokenizer, per modality or one for all; pose
     # coordinate ids with a smooth term of their bin centre (value) or plain rows (table).
-    aligned_bias: float = 2.0  # initial cross-attention bias towards inputs at the query's place; 0: none
-    loss_weighting: Literal["token", "modality"] = "token"  # mean over target tokens, or over modalities
     posemb: Literal["sincos", "learned"] = "sincos"
     share_embeddings: Literal["tokenizer", "modality", "all"] = "tokenizer"
     pose_embedding: Literal["value", "table"] = "value"
+    aligned_bias: float = 2.0  # initial cross-attention bias towards inputs at the query's place; 0: none
+    loss_weighting: Literal["token", "modality"] = "token"  # mean over target tokens, or over modalities
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> ModelConfig:

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from motionlab import modalities as registry
+
 if TYPE_CHECKING:
     from motionlab.config.schema import ExperimentConfig
 
@@ -56,8 +58,6 @@ class MaskingSpec:
         set_(self, "target_tokens_range", tuple(int(n) for n in self.target_tokens_range))
         set_(self, "forecast_share", float(self.forecast_share))
         if not self.temporal:
-            from motionlab import modalities as registry
-
             set_(self, "temporal", tuple(registry.REGISTRY[n].temporal if n in registry.REGISTRY else "none"
                                          for n in self.modalities))
         set_(self, "temporal", tuple(str(t) for t in self.temporal))

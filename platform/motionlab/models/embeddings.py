@@ -156,8 +156,8 @@ class TokenEmbedding(nn.Module):
         self.register_buffer("table_of", torch.tensor(groups), persistent=False)  # (M,)
         sizes = [max(v for v, g in zip(c.vocab_sizes, groups, strict=True) if g == t) for t in range(max(groups) + 1)]
         self.tables = nn.ModuleList(nn.Embedding(v, D) for v in sizes)
-        self.tied = c.share_embeddings != "modality"
-        self.heads = None if self.tied else nn.ModuleList(nn.Linear(D, v, bias=False) for v in c.vocab_sizes)
+        untied = c.share_embeddings == "modality"
+        self.heads = nn.ModuleList(nn.Linear(D, v, bias=False) for v in c.vocab_sizes) if untied else None
         # Value-aware rows for the tables of pose tokenizers (`pose_embedding: value`).
         self.value = nn.ModuleDict()
         if c.pose_embedding == "value":
@@ -204,7 +204,9 @@ class TokenEmbedding(nn.Module):
             ids, coord = tokens[sel], self._coordinate(m, pos[sel])  # (n,) each
             emb = self.tables[t](ids)  # (n, D)
             if str(t) in self.value and bool(coord.any()):
-                emb = torch.where(coord[:, None], self._rows(t, True)[ids], emb)
+                # the value term of the looked-up ids only, not of the whole vocabulary
+                feats = getattr(self, f"value_feats_{t}")[ids]  # (n, D)
+                emb = emb + coord[:, None] * self.value[str(t)](feats)
             out[sel] = emb.to(out.dtype)
         return out
 
