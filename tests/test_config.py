@@ -653,3 +653,11 @@ def test_embedding_keys_are_validated(tmp_path: Path, base: dict[str, Any]) -> N
                   fix="model.share_embeddings=modality")
     base["model"]["share_embeddings"] = "modality"
     assert load_config(_write(tmp_path, base, "ok.yaml")).model.share_embeddings == "modality"
+
+
+def test_training_seed_keeps_the_dataset() -> None:
+    base = load_config("m4", preset="tiny")
+    seeded = load_config("m4", preset="tiny", overrides=("seed=7",))
+    assert (base.train_seed, seeded.train_seed) == (42, 7)  # unset: data.seed
+    assert seeded.fingerprint("data") == base.fingerprint("data")  # the same tokens and splits
+    assert seeded.fingerprint("all") != base.fingerprint("all")

@@ -100,6 +100,12 @@ def test_sweep_records_failures_early_stops_and_the_best_config(smoke_data: Prep
     assert stopped.data.tags[STOPPED_TAG] == "at step 20 of 25"
     assert stopped.data.metrics["eval/loss"] > killed.data.metrics["eval/loss"] + 0.2
     assert outcome.best_loss == pytest.approx(killed.data.metrics["eval/loss"], rel=1e-6)
+    # every trial keeps its last report: the diverged one its evaluation before training, the stopped one step 20,
+    # the finished one step 25
+    reports = sorted((r["step"], r["eval/loss"]) for r in outcome.trial_reports)
+    assert reports == [(0, pytest.approx(diverged.data.metrics["eval/loss"], rel=1e-6)),
+                       (20, pytest.approx(stopped.data.metrics["eval/loss"], rel=1e-6)),
+                       (25, pytest.approx(killed.data.metrics["eval/loss"], rel=1e-6))]
     artifacts = [a.path for a in client.list_artifacts(outcome.parent_run_id)]
     assert BEST_CONFIG in artifacts
     best_cfg = load_config(outcome.best_config)

@@ -19,7 +19,7 @@ from conftest import kill_tree, printed_until, run_script
 from motionlab.config import load_config
 from motionlab.tracking.runs import RUN_NAME_TAG, find_run
 from motionlab.training.checkpoint import MODEL_FILE, load_model_state, read_state
-from motionlab.training.data import PreparedData
+from motionlab.training.data import PreparedData, token_arrays
 from motionlab.training.runner import TrainSettings, fit
 from motionlab.training.schedule import TokenSchedule
 from motionlab.workspace import Workspace
@@ -87,6 +87,11 @@ def test_training_learns_and_the_mlflow_run_holds_everything(trained, m4_data: P
     for key in ("test/loss_coords_next", "test/mpjpe_px_coords_next", "test/mpjpe_px_coords_next_copy",
                 "test/pck_coords_next", "test/ssim_tok_rgb_next", "test/ssim_tok_rgb_next_copy"):
         assert np.isfinite(metrics[key]), key
+    # next-frame token accuracy beside copying, whose value is the test split's own share of unchanged tokens
+    test = token_arrays(m4_data.read_pandas("test", list(cfg.modalities)), list(cfg.modalities))
+    for current, target in (("tok_rgb", "tok_rgb_next"), ("coords", "coords_next")):
+        assert metrics[f"test/next_acc_{target}_copy"] == pytest.approx(float((test[current] == test[target]).mean()))
+        assert 0.0 <= metrics[f"test/next_acc_{target}"] <= 1.0
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
     assert {"config", "plots", "gifs"} <= artifacts
     assert {a.path for a in client.list_artifacts(outcome.run_id, "plots")} == {"plots/train_loss.png",
