@@ -661,3 +661,10 @@ def test_training_seed_keeps_the_dataset() -> None:
     assert (base.train_seed, seeded.train_seed) == (42, 7)  # unset: data.seed
     assert seeded.fingerprint("data") == base.fingerprint("data")  # the same tokens and splits
     assert seeded.fingerprint("all") != base.fingerprint("all")
+
+
+def test_sincos_positions_need_a_dim_divisible_by_four() -> None:
+    _expect_error(CONFIGS / "m4.yaml", preset="tiny", overrides=("model.dim=126", "model.head_dim=42"),
+                  key="model.dim", problem="not a multiple of 4", fix="model.posemb=learned")
+    assert load_config("m4", preset="tiny", overrides=("model.dim=126", "model.head_dim=42",
+                                                       "model.posemb=learned")).model.dim == 126

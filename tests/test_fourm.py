@@ -468,3 +468,17 @@ def test_aligned_bias_joins_the_same_place_across_frames() -> None:
     batch = make_batch(c, [40, 50], [20, 30], seed=13)
     model.compute_loss(batch)[0].backward()
     assert model.aligned_bias.grad.abs().sum() > 0
+
+
+def test_layouts_that_cannot_hold_their_tokens_are_refused() -> None:
+    c = tiny_m4().to_dict()
+    with pytest.raises(ValueError, match="'tok_rgb' has 60 tokens a frame, not a square"):
+        FourMConfig.from_dict({**c, "max_seq_lens": [60, 39, 64, 39]})
+    with pytest.raises(ValueError, match="'coords' has 40 tokens a frame, not 39"):
+        FourMConfig.from_dict({**c, "max_seq_lens": [64, 40, 64, 39]})
+    with pytest.raises(ValueError, match="spans 3 frames, which do not divide its 64 tokens"):
+        FourMConfig.from_dict({**c, "frames": [1, 1, 3, 1]})
+    with pytest.raises(ValueError, match="multiple of 4 for 2-D sin-cos"):
+        FourMConfig.from_dict({**c, "dim": 126, "head_dim": 42})
+    with pytest.raises(ValueError, match="posemb is 'rope'"):
+        FourMConfig.from_dict({**c, "posemb": "rope"})
