@@ -12,11 +12,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from motionlab.config import load_config
-from motionlab.tracking.runs import KIND_TAG, PARENT_TAG, SWEEP_TAG
+from motionlab.tracking.runs import KIND_TAG, PARENT_TAG, RUN_NAME_TAG, SWEEP_TAG
 from motionlab.training.data import PreparedData
-from motionlab.tuning.mlflow_trials import FAILURE_TAG, STOPPED_TAG
+from motionlab.tuning.mlflow_trials import FAILURE_TAG, STOPPED_TAG, drop_unsaved_trials
 from motionlab.tuning.space import SearchSpace, trial_config, trial_overrides
-from motionlab.tuning.sweep import BEST_CONFIG, SweepSettings, run_sweep
+from motionlab.tuning.sweep import BEST_CONFIG, TRIAL_DRIVER_CPU, SweepSettings, run_sweep, trial_resources
+from motionlab.tuning.trial_times import split_wall, train_share
 from motionlab.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,3 +112,91 @@ def test_sweep_records_failures_early_stops_and_the_best_config(smoke_data: Prep
     best_cfg = load_config(outcome.best_config)
     assert best_cfg.input_alphas == json.loads(killed.data.params["input_alphas"])
     assert best_cfg.lr == pytest.approx(float(killed.data.params["lr"]))
+
+
+def test_trials_train_in_process_unless_several_workers() -> None:
+    cfg = load_config("m4", preset="smoke")
+    assert SweepSettings().in_process(cfg) and SweepSettings(launch="process").in_process(cfg)
+    assert not SweepSettings(launch="trainer").in_process(cfg)
+    multi = load_config("m4", preset="smoke", overrides=["resources.num_workers=2"])
+    assert not SweepSettings().in_process(multi)  # DDP and Train's FailureConfig: a TorchTrainer per trial
+    with pytest.raises(ValueError, match="num_workers=2"):
+        SweepSettings(launch="process").in_process(multi)
+    with pytest.raises(ValueError, match="unknown"):
+        SweepSettings(launch="inline").in_process(cfg)
+    # an in-process trial holds its worker's resources; a trial that drives a TorchTrainer a token share
+    assert trial_resources(cfg, True) == {"CPU": 0.5} and trial_resources(cfg, False) == {"CPU": TRIAL_DRIVER_CPU}
+    gpu = load_config("m4", preset="smoke", overrides=["resources.use_gpu=true", "resources.gpus_per_worker=0.5"])
+    assert trial_resources(gpu, True) == {"CPU": 0.5, "GPU": 0.5}
+
+
+def test_a_trials_wall_time_splits_into_phases() -> None:
+    marks = {"trial": 102.0, "loop": 110.0, "report": 140.0}
+    seconds = {"build": 1.0, "first_batch": 2.0, "first_step": 0.5, "steps": 20.0, "batches": 3.0, "eval": 2.5,
+               "checkpoint": 0.2}
+    phases = split_wall(100.0, 141.0, seconds, marks)
+    assert (phases["tune_start"], phases["framework_start"], phases["after_loop"]) == (2.0, 8.0, 1.0)
+    assert phases["training"] == 23.0 and phases["wall"] == 41.0
+    assert phases["other"] == pytest.approx(41.0 - 40.2)  # what no phase accounts for
+    assert sum(v for k, v in phases.items() if k != "wall") == pytest.approx(41.0)
+    assert train_share(phases) == pytest.approx(26.0 / 41.0)
+    # a trial without loop marks (it died before its first report) is all start-up
+    bare = split_wall(100.0, 105.0, {}, {})
+    assert bare["tune_start"] == 0.0 and bare["other"] == 5.0 and train_share(bare) == 0.0
+
+
+def test_runs_of_trials_tune_never_saved_are_dropped_on_resume(tmp_path: Path) -> None:
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.create_experiment("multimodal", artifact_location=str(tmp_path / "artifacts"))
+
+    def run(trial: str, status: str, sweep: str = "sw") -> str:
+        tags = {KIND_TAG: "trial", SWEEP_TAG: sweep, RUN_NAME_TAG: f"{sweep}-{trial}"}
+        run_id = client.create_run(exp, tags=tags).info.run_id
+        if status != "RUNNING":
+            client.set_terminated(run_id, status=status)
+        return run_id
+
+    finished, running, lost, other_sweep = run("a", "FINISHED"), run("b", "RUNNING"), run("c", "RUNNING"), \
+        run("c", "RUNNING", sweep="other")
+    assert drop_unsaved_trials(client, exp, "sw", {"a", "b"}) == ["sw-c"]
+    left = {r.info.run_id for r in client.search_runs([exp])}
+    assert left == {finished, running, other_sweep}  # another sweep's runs are not this sweep's to drop
+    gone = client.get_run(lost)
+    assert gone.info.lifecycle_stage == "deleted" and gone.info.status == "KILLED"
+    assert "last saved state" in gone.data.tags[FAILURE_TAG]
+
+
+def trial_dirs(ws: Workspace, sweep: str) -> list[Path]:
+    folder = ws.ray_storage / "sweeps" / sweep
+    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("run_trial"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_trials_in_process_and_by_trainer_keep_one_contract(smoke_data: PreparedData, tmp_path: Path) -> None:
+    """The same kill drill through both launches: an in-process trial restarts under Tune from the checkpoint it
+    reported, a TorchTrainer's worker group under Train; both report the loop's phases."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    cfg = load_config("m4", preset="smoke", overrides=QUICK)
+    client = MlflowClient(ws.mlflow_uri)
+    for launch, name in (("process", "sw-proc"), ("trainer", "sw-train")):
+        settings = SweepSettings(name=name, num_samples=1, seed=1, scheduler="fifo", launch=launch,
+                                 drills={1: {"fail_at_step": 15}})
+        outcome = run_sweep(cfg, smoke_data, ws, settings)
+        assert (outcome.trials, outcome.errored, outcome.in_process) == (1, 0, launch == "process")
+        runs = child_runs(client, name)
+        parent = next(r for r in runs if r.data.tags[KIND_TAG] == "sweep")
+        trial = next(r for r in runs if r.data.tags[KIND_TAG] == "trial")
+        assert parent.data.params["trials_in_process"] == str(launch == "process")
+        history = [m.step for m in client.get_metric_history(trial.info.run_id, "eval/loss")]
+        assert history == [0, 10, 20, 25] and trial.info.status == "FINISHED"  # resumed from step 10
+        assert [m.read_text() for m in (ws.ray_storage / "sweeps" / f"{name}-trials").glob("*.killed")] == \
+            ["killed at step 15\n"]
+        (phases,) = outcome.trial_times
+        assert sum(v for k, v in phases.items() if k != "wall") == pytest.approx(phases["wall"], rel=1e-6)
+        assert all(v >= 0 for v in phases.values())
+        # the restarted process's phases: from its checkpoint at step 10 to step 25, evaluated at 20 and 25
+        assert phases["resume"] > 0 and phases["training"] > 0 and phases["eval"] > 0 and phases["first_batch"] > 0
+    # an in-process trial's checkpoints live in its Tune trial folder, the last two kept (10, 20, 25 reported)
+    (proc_trial,) = trial_dirs(ws, "sw-proc")
+    assert len(list(proc_trial.glob("checkpoint_*"))) == 2

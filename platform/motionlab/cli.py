@@ -219,7 +219,8 @@ def cmd_sweep_alphas(args: argparse.Namespace) -> int:
                         lr_range=tuple(args.lr_range) if args.lr_range else None)
     settings = SweepSettings(name=args.name, num_samples=samples, max_concurrent=args.max_concurrent,
                              seed=args.seed, search=args.search, scheduler=args.scheduler, space=space,
-                             resume=args.resume, start_points=() if args.no_base_trial else None)
+                             resume=args.resume, start_points=() if args.no_base_trial else None,
+                             launch=args.launch)
     outcome = run_sweep(cfg, data, workspace, settings)
     print(f"sweep {outcome.name}: {outcome.trials} trials ({outcome.errored} failed), best eval/loss "
           f"{outcome.best_loss:.4f}; best config {outcome.best_config}; MLflow parent run {outcome.parent_run_id}")
@@ -253,7 +254,8 @@ def cmd_sweep_physics(args: argparse.Namespace) -> int:
                          lr_range=tuple(args.lr_range) if args.lr_range else None)
     settings = SweepSettings(name=args.name, num_samples=samples, max_concurrent=args.max_concurrent,
                              seed=args.seed, search=args.search, scheduler=args.scheduler, space=space,
-                             resume=args.resume, start_points=() if args.no_base_trial else None)
+                             resume=args.resume, start_points=() if args.no_base_trial else None,
+                             launch=args.launch)
     task = MotionTask(Objective() if args.objective_weight is None else Objective(weight=args.objective_weight))
     outcome = run_sweep(cfg, data, workspace, settings, task)
     print(f"sweep {outcome.name}: {outcome.trials} trials ({outcome.errored} failed), best {outcome.metric} "
@@ -275,6 +277,9 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-base-trial", action="store_true",
                    help="let the searcher pick every trial (default: the first trial is the base config's own values)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (ignored on a cluster)")
+    p.add_argument("--launch", choices=["auto", "process", "trainer"], default="auto",
+                   help="where a trial trains: auto (in its own Tune process when the config has one worker, else "
+                        "a TorchTrainer per trial), process, or trainer")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -73,6 +73,15 @@ class PreparedData:
 
         return TextTokenizer.load(Path(text["path"])).eos_id
 
+    def read_tokens(self, split: str, columns: list[str]) -> dict[str, np.ndarray]:
+        """A whole split's token columns in memory: {name: (N, L) int64}, in file order."""
+        return token_arrays(self.read_pandas(split, columns), columns)
+
+    def in_memory(self, cfg: ExperimentConfig) -> TokenSplits:
+        """The train and eval splits of the config's modalities, read once (for in-process sweep trials)."""
+        columns = list(cfg.modalities)
+        return TokenSplits(self.read_tokens("train", columns), self.read_tokens("eval", columns), self.text_eos())
+
     def read_pandas(self, split: str, columns: list[str] | None = None):
         """A whole split in memory (evaluation and generation read the small test split this way)."""
         import pyarrow.parquet as pq
@@ -81,6 +90,15 @@ class PreparedData:
         import pyarrow as pa
 
         return pa.concat_tables([pq.read_table(f, columns=columns) for f in files]).to_pandas()
+
+
+@dataclass(frozen=True, eq=False)
+class TokenSplits:
+    """A prepared dataset's train and eval splits as arrays, one object to put in the object store."""
+
+    train: dict[str, np.ndarray]  # {name: (N_train, L) int64}
+    eval: dict[str, np.ndarray]  # {name: (N_eval, L) int64}
+    text_eos: int | None  # the text tokenizer's EOS (where caption rows end)
 
 
 def token_arrays(batch: dict[str, Any], names: list[str]) -> dict[str, np.ndarray]:

@@ -20,8 +20,10 @@ import torch
 from motionlab.config import ExperimentConfig
 from motionlab.masking import MaskingSpec, mask_batch
 from motionlab.models.fourm import FourM, FourMConfig
-from motionlab.training.data import PreparedData, token_arrays, valid_lengths
+from motionlab.training.data import PreparedData, TokenSplits, token_arrays, valid_lengths
+from motionlab.training.phases import PhaseClock
 from motionlab.training.schedule import TokenSchedule
+from motionlab.training.session import Session, TrainSession
 from motionlab.training.skeleton import LoopOptions, StepPlan, TrainTask, autocast_for, run_training
 
 __all__ = ["LoopOptions", "train_loop"]  # LoopOptions moved to the skeleton; sweeps import it from here
@@ -77,20 +79,23 @@ class EpochCache:
     """
 
     def __init__(self, shard: Any, batch_size: int, seed: int, columns: list[str],
-                 budget_bytes: int = CACHE_BUDGET_BYTES) -> None:
+                 budget_bytes: int = CACHE_BUDGET_BYTES, rows: dict[str, np.ndarray] | None = None) -> None:
+        """`rows` ({name: (N, L) int64}, a split already in memory): no shard, every epoch a seeded permutation."""
         self.shard, self.batch_size, self.seed, self.columns = shard, batch_size, seed, columns
         self.budget = budget_bytes
-        self.rows: dict[str, np.ndarray] | None = None
+        self.rows = rows
+        if rows is not None and len(next(iter(rows.values()))) == 0:
+            raise RuntimeError("the train split has no rows; prepare more videos")
 
     def _stream(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
         return self.shard.iter_batches(batch_size=self.batch_size, batch_format="numpy",
                                        local_shuffle_buffer_size=SHUFFLE_BUFFER, local_shuffle_seed=self.seed + epoch)
 
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        epoch = 0
+    def _first_epoch(self) -> Iterator[dict[str, np.ndarray]]:
+        """Epoch 0 streamed from the shard, kept in memory when it fits the budget."""
         kept: list[dict[str, np.ndarray]] | None = []
         size = 0
-        for batch in self._stream(epoch):
+        for batch in self._stream(0):
             tokens = token_arrays(batch, self.columns)
             if kept is not None:
                 kept.append(tokens)
@@ -102,23 +107,36 @@ class EpochCache:
             raise RuntimeError("the train split gave this worker no rows; prepare more videos or use fewer workers")
         if kept is not None:
             self.rows = {c: np.concatenate([b[c] for b in kept]) for c in self.columns}
+
+    def _permuted(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+        n = len(next(iter(self.rows.values())))
+        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield {c: a[idx] for c, a in self.rows.items()}
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        epoch = 0
+        if self.rows is None:
+            yield from self._first_epoch()
+            epoch = 1
         while True:
-            epoch += 1
             if self.rows is None:
                 yield from (token_arrays(b, self.columns) for b in self._stream(epoch))
-                continue
-            n = len(next(iter(self.rows.values())))
-            order = np.random.default_rng([self.seed, epoch]).permutation(n)
-            for start in range(0, n, self.batch_size):
-                idx = order[start : start + self.batch_size]
-                yield {c: a[idx] for c, a in self.rows.items()}
+            else:
+                yield from self._permuted(epoch)
+            epoch += 1
 
 
 def eval_batches(data: PreparedData, columns: list[str], batch_size: int) -> list[dict[str, np.ndarray]]:
     """The eval split as batches of {name: (B, L) int64}, read once by rank 0 straight from its Parquet files (a
     few MB: a Ray Data execution for them cost seconds a run on a small node); every evaluation then sees the same
     rows in the same order."""
-    rows = token_arrays(data.read_pandas("eval", columns), columns)
+    return as_batches(data.read_tokens("eval", columns), batch_size)
+
+
+def as_batches(rows: dict[str, np.ndarray], batch_size: int) -> list[dict[str, np.ndarray]]:
+    """{name: (N, L)} -> consecutive batches of {name: (B, L)}, in row order."""
     n = len(next(iter(rows.values())))
     return [{c: a[start : start + batch_size] for c, a in rows.items()} for start in range(0, n, batch_size)]
 
@@ -152,11 +170,15 @@ def evaluate(model: FourM, batches: list[dict[str, np.ndarray]], cfg: Experiment
 
 
 class FourMTask(TrainTask):
-    """The 4M model as the shared loop sees it: masked batches of the Ray Data shard, per-modality losses."""
+    """The 4M model as the shared loop sees it: masked batches of the train split, per-modality losses.
 
-    def __init__(self, cfg: ExperimentConfig, opts: LoopOptions, data: PreparedData, rank: int, world: int,
-                 device: torch.device) -> None:
-        self.cfg, self.opts, self.rank, self.device = cfg, opts, rank, device
+    The train split arrives as this worker's Ray Data shard, or in memory (`splits`: an in-process sweep trial,
+    whose driver read the splits once).
+    """
+
+    def __init__(self, cfg: ExperimentConfig, opts: LoopOptions, session: Session, data: PreparedData | None = None,
+                 splits: TokenSplits | None = None) -> None:
+        self.cfg, self.opts, self.rank, self.device = cfg, opts, session.rank, session.device
         torch.manual_seed(cfg.train_seed)
         schedule = TokenSchedule.from_config(cfg)
         self.schedule = schedule
@@ -164,16 +186,20 @@ class FourMTask(TrainTask):
                              unit="tokens", rate_label="tok/s")
         self.spec = MaskingSpec.from_config(cfg)
         self.fourm_config = FourMConfig.from_experiment(cfg)
-        self.model = FourM(self.fourm_config).to(device)
+        self.model = FourM(self.fourm_config).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.clip_grad, self.dtype = cfg.clip_grad, cfg.dtype
         # a batch may hold no targets of some modality, leaving its head without gradients this step
         self.find_unused_parameters = True
-        per_worker = max(1, cfg.batch_size // world)
+        per_worker = max(1, cfg.batch_size // session.world)
         columns = list(cfg.modalities)
-        self.eval_rows = eval_batches(data, columns, per_worker) if rank == 0 else []
-        shard = ray.train.get_dataset_shard("train")
-        self.batches = iter(EpochCache(shard, per_worker, cfg.train_seed + rank, columns))
+        seed = cfg.train_seed + self.rank
+        if splits is not None:
+            self.eval_rows = as_batches(splits.eval, per_worker)
+            self.batches = iter(EpochCache(None, per_worker, seed, columns, rows=splits.train))
+        else:
+            self.eval_rows = eval_batches(data, columns, per_worker) if self.rank == 0 else []
+            self.batches = iter(EpochCache(ray.train.get_dataset_shard("train"), per_worker, seed, columns))
 
     def loss_module(self) -> torch.nn.Module:
         return LossModule(self.model)
@@ -203,7 +229,18 @@ class FourMTask(TrainTask):
 def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train entry: `config` holds `cfg` (ExperimentConfig), `opts` (LoopOptions) and `data` (PreparedData:
     rank 0 reads its eval split; the train split arrives as Ray Data shards)."""
-    ctx = ray.train.get_context()
-    task = FourMTask(config["cfg"], config["opts"], config["data"], ctx.get_world_rank(), ctx.get_world_size(),
-                     ray.train.torch.get_device())
-    return run_training(task, config["opts"])
+    clock = PhaseClock()
+    clock.mark("loop")
+    session = TrainSession()
+    with clock.phase("build"):
+        task = FourMTask(config["cfg"], config["opts"], session, data=config["data"])
+    return run_training(task, config["opts"], session, clock)
+
+
+def train_in_process(cfg: ExperimentConfig, opts: LoopOptions, splits: TokenSplits, session: Session) -> dict[str, Any]:
+    """One worker in the calling process (a sweep trial's), on splits already in memory."""
+    clock = PhaseClock()
+    clock.mark("loop")
+    with clock.phase("build"):
+        task = FourMTask(cfg, opts, session, splits=splits)
+    return run_training(task, opts, session, clock)

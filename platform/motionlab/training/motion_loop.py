@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import ray
-import ray.train
 import torch
 
 from motionlab.config import MotionConfig
@@ -34,7 +33,9 @@ from motionlab.models.text_vocab import WordVocab
 from motionlab.physics.losses import physics_loss, to_metres
 from motionlab.training.checkpoint import load_model_state, read_state
 from motionlab.training.motion_data import MotionPayload, epoch_rows
-from motionlab.training.skeleton import StepPlan, TrainTask, run_training
+from motionlab.training.phases import PhaseClock
+from motionlab.training.session import Session, TrainSession
+from motionlab.training.skeleton import LoopOptions, StepPlan, TrainTask, run_training
 
 VOCAB_FILE = "vocab.json"
 UNIT, RATE_LABEL = "samples", "samples/s"
@@ -113,8 +114,8 @@ class MotionLoss(torch.nn.Module):
 class MotionTask(TrainTask):
     """A text-to-motion SSM as the shared loop sees it."""
 
-    def __init__(self, cfg: MotionConfig, payload: MotionPayload, rank: int, world: int,
-                 device: torch.device) -> None:
+    def __init__(self, cfg: MotionConfig, payload: MotionPayload, session: Session) -> None:
+        rank, world, device = session.rank, session.world, session.device
         if cfg.batch_size < world:
             raise ValueError(f"batch_size {cfg.batch_size} is smaller than the {world} workers; fix: raise "
                              "batch_size or lower resources.num_workers")
@@ -188,12 +189,24 @@ class MotionTask(TrainTask):
 def motion_train_loop(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train entry: `config` holds `cfg` (MotionConfig), `opts` (LoopOptions) and `data` (a MotionPayload, or
     its ObjectRef when Ray runs the workers: one copy per node in the object store)."""
-    ctx = ray.train.get_context()
-    data = config["data"]
-    payload: MotionPayload = ray.get(data) if isinstance(data, ray.ObjectRef) else data
-    task = MotionTask(config["cfg"], payload, ctx.get_world_rank(), ctx.get_world_size(),
-                      ray.train.torch.get_device())
-    return run_training(task, config["opts"])
+    clock = PhaseClock()
+    clock.mark("loop")
+    session = TrainSession()
+    with clock.phase("build"):
+        data = config["data"]
+        payload: MotionPayload = ray.get(data) if isinstance(data, ray.ObjectRef) else data
+        task = MotionTask(config["cfg"], payload, session)
+    return run_training(task, config["opts"], session, clock)
+
+
+def motion_train_in_process(cfg: MotionConfig, opts: LoopOptions, payload: MotionPayload,
+                            session: Session) -> dict[str, Any]:
+    """One worker in the calling process (a sweep trial's), on the payload its driver packed once."""
+    clock = PhaseClock()
+    clock.mark("loop")
+    with clock.phase("build"):
+        task = MotionTask(cfg, payload, session)
+    return run_training(task, opts, session, clock)
 
 
 def load_motion_model(checkpoint: Path) -> tuple[MotionModelBase, WordVocab]:

@@ -2,10 +2,11 @@
 
 A model family (4M, the text-to-motion SSMs) supplies a `TrainTask`: its model and optimizer, the batch of a
 step, the loss and its named parts, an evaluation and the learning rate of a step. The skeleton owns what
-must behave the same for all of them: resuming from `ray.train.get_checkpoint()`, DDP wrapping, the fault
+must behave the same for all of them: resuming from the session's last checkpoint, DDP wrapping, the fault
 drills, the all-reduced divergence flag, gradient clipping and mixed precision, the log line with its ETA,
-the evaluation and checkpoint cadence, and every `ray.train.report`. So a fix to resumption or failure
-handling reaches every model at once.
+the evaluation and checkpoint cadence, and every report. So a fix to resumption or failure handling reaches
+every model at once. The loop runs on a Ray Train worker group or inside a Tune trial's process
+(`training.session`), and times its phases (`training.phases`) into every report.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray.train
 import torch
 
 from motionlab.training.checkpoint import (
@@ -32,9 +32,10 @@ from motionlab.training.checkpoint import (
     read_state,
     save_checkpoint,
 )
+from motionlab.training.phases import PhaseClock
+from motionlab.training.session import Session, TrainSession
 
 LOG_LINES_PER_EVAL = 5  # log lines (and MLflow train points) between two evaluations
-FAULT_DRILL_WAIT_S = 5.0  # over two of Ray Train's 2 s controller polls
 FAULT_DRILL_EXIT_CODE = 17
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -50,6 +51,7 @@ class LoopOptions:
     fail_marker: str | None = None
     keep_dir: str | None = None  # local mode persists no checkpoint: the final one is copied here
     poison_at_step: int | None = None  # fault drill: the loss turns NaN from this step on (a diverging run)
+    started_at: float | None = None  # Unix time the sweep trial began: the phase table's origin
 
 
 @dataclass(frozen=True)
@@ -140,55 +142,79 @@ def format_eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _fault_drill(opts: LoopOptions, step: int, rank: int) -> None:
-    if opts.fail_at_step is None or step != opts.fail_at_step or rank != 0 or not opts.fail_marker:
+def _fault_drill(opts: LoopOptions, step: int, session: Session) -> None:
+    if opts.fail_at_step is None or step != opts.fail_at_step or session.rank != 0 or not opts.fail_marker:
         return
     if Path(opts.fail_marker).exists():
         return
     Path(opts.fail_marker).write_text(f"killed at step {step}\n")
-    # the controller learns of a reported checkpoint at its next poll: let it, as a real crash rarely lands
-    # within one poll of a checkpoint
-    time.sleep(FAULT_DRILL_WAIT_S)
+    # let whatever restarts the run learn of the last reported checkpoint, as a real crash rarely lands within
+    # one poll of a checkpoint
+    time.sleep(session.drill_wait_s)
     print(f"fault drill: rank 0 exits at step {step}", flush=True)
     os._exit(FAULT_DRILL_EXIT_CODE)
 
 
-def _resume(task: TrainTask, scaler: torch.amp.GradScaler | None, rank: int) -> tuple[int, int]:
+def _resume(task: TrainTask, scaler: torch.amp.GradScaler | None, session: Session) -> tuple[int, int]:
     """(step, seen) of the run's last checkpoint, with weights, optimizer and scaler restored; (0, 0) if none."""
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return 0, 0
-    with checkpoint.as_directory() as folder:
-        state = read_state(Path(folder))
-        task.model.load_state_dict(load_model_state(Path(folder)))
-        trainer_state = load_trainer_state(Path(folder))
+    with session.checkpoint() as folder:
+        if folder is None:
+            return 0, 0
+        state = read_state(folder)
+        task.model.load_state_dict(load_model_state(folder))
+        trainer_state = load_trainer_state(folder)
     task.optimizer.load_state_dict(trainer_state["optimizer"])
     if scaler is not None and "scaler" in trainer_state:
         scaler.load_state_dict(trainer_state["scaler"])
-    if rank == 0:
+    if session.rank == 0:
         print(f"resuming from step {state.step} ({state.seen:,} {task.plan.unit} seen) of {task.plan.total_steps}")
     return state.step, state.seen
 
 
-def run_training(task: TrainTask, opts: LoopOptions) -> dict[str, Any]:
-    """Train `task` to the end of its plan (or resume it there); returns rank's final metrics and counters."""
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+def _update(task: TrainTask, model: torch.nn.Module, scaler: torch.amp.GradScaler | None,
+            loss: torch.Tensor) -> None:
+    """Backward pass, clipping and one optimizer step (through the grad scaler under fp16)."""
+    optimizer = task.optimizer
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if task.clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), task.clip_grad)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+def run_training(task: TrainTask, opts: LoopOptions, session: Session | None = None,
+                 clock: PhaseClock | None = None) -> dict[str, Any]:
+    """Train `task` to the end of its plan (or resume it there); returns rank's final metrics and counters.
+
+    `session` None: a Ray Train worker's. `clock` carries the phases timed before the loop (building the task).
+    """
+    session = session or TrainSession()
+    clock = clock or PhaseClock()
+    if opts.started_at is not None:
+        clock.marks.setdefault("trial", opts.started_at)
+    rank, world, device = session.rank, session.world, session.device
     plan, optimizer, unit = task.plan, task.optimizer, task.plan.unit
     scaler = torch.amp.GradScaler(device.type) if task.dtype == "fp16" else None
 
-    step, seen = _resume(task, scaler, rank)
+    with clock.phase("resume"):
+        step, seen = _resume(task, scaler, session)
     raw_model = task.model
-    model = task.loss_module()
-    if world > 1:
-        model = ray.train.torch.prepare_model(
-            model, move_to_device=False,
-            parallel_strategy_kwargs={"find_unused_parameters": task.find_unused_parameters})
+    model = session.prepare(task.loss_module(), task.find_unused_parameters)
     # imported here: MLflow takes a second to import, and Train's controller, which unpickles this loop, never logs
     from motionlab.tracking.runs import RunLogger
 
     logger = RunLogger(opts.mlflow_uri, opts.run_id if rank == 0 else None)
+
+    def report(metrics: dict[str, Any], checkpoint: Path | None = None) -> None:
+        session.report({**metrics, **clock.metrics()}, checkpoint)
 
     window: dict[str, list[float]] = {}
     t_window, steps_window = time.perf_counter(), 0
@@ -197,26 +223,31 @@ def run_training(task: TrainTask, opts: LoopOptions) -> dict[str, Any]:
     if step == 0:
         # the untrained model's evaluation: the baseline every later one is read against (and a sweep's first
         # point); every rank reports, as Train requires, with rank 0's numbers
-        initial = task.evaluate() if rank == 0 else {}
+        with clock.phase("eval"):
+            initial = task.evaluate() if rank == 0 else {}
         if initial:
             print("eval (untrained) " + " | ".join(f"{k.removeprefix('eval/')} {v:.4f}" for k, v in initial.items()),
                   flush=True)
         logger.metrics(initial, 0)
         last.update(initial)
-        ray.train.report({"step": 0, f"{unit}_seen": 0, **initial})
+        report({"step": 0, f"{unit}_seen": 0, **initial})
     elif step >= plan.total_steps:
         # resumed at the end: the driver died after the last checkpoint, perhaps before its watcher (a restored
         # Tune trial) saw the last report; report the final weights' evaluation once more, not logged again
-        final = task.evaluate() if rank == 0 else {}
+        with clock.phase("eval"):
+            final = task.evaluate() if rank == 0 else {}
         last.update(final)
-        ray.train.report({"step": step, f"{unit}_seen": seen, **final})
+        report({"step": step, f"{unit}_seen": seen, **final})
     model.train()
+    first = True  # this process's first batch reads the dataset and its first step warms up autograd
     while step < plan.total_steps:
-        _fault_drill(opts, step, rank)
+        _fault_drill(opts, step, session)
         lr = task.lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = task.batch(step)
+        with clock.phase("first_batch" if first else "batches"):
+            batch = task.batch(step)
+        t_step = time.perf_counter()
         with autocast_for(task.dtype, device):
             loss, parts = task.forward(model, batch)
         if opts.poison_at_step is not None and step >= opts.poison_at_step:
@@ -228,19 +259,9 @@ def run_training(task: TrainTask, opts: LoopOptions) -> dict[str, Any]:
             reason = f"train loss is {loss_value} at step {step}; lower lr or use fp32"
             print(f"diverged: {reason}", flush=True)
             return {"step": step, "start_step": start_step, "world_size": world, "diverged": reason}
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if task.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), task.clip_grad)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        _update(task, model, scaler, loss)
+        clock.add("first_step" if first else "steps", time.perf_counter() - t_step)
+        first = False
         step += 1
         seen += plan.per_step
         steps_window += 1
@@ -264,23 +285,26 @@ def run_training(task: TrainTask, opts: LoopOptions) -> dict[str, Any]:
         due_eval = plan.is_due(step - 1, plan.eval_every)
         due_ckpt = plan.is_due(step - 1, plan.ckpt_every)
         if due_eval and rank == 0:
-            metrics.update(task.evaluate())
+            with clock.phase("eval"):
+                metrics.update(task.evaluate())
             print("eval " + " | ".join(f"{k.removeprefix('eval/')} {v:.4f}" for k, v in metrics.items()
                                        if k.startswith("eval/")), flush=True)
         if metrics:
-            logger.metrics(metrics, step)
+            with clock.phase("mlflow"):
+                logger.metrics(metrics, step)
             last.update(metrics)
         if due_eval or due_ckpt:
-            report = {"step": step, f"{unit}_seen": seen, **last}
+            values = {"step": step, f"{unit}_seen": seen, **last}
             if due_ckpt and rank == 0:
-                state = TrainState(step, seen, task.model_config(), {"run_id": opts.run_id}, unit=unit)
                 with tempfile.TemporaryDirectory() as tmp:
-                    save_checkpoint(Path(tmp), raw_model, optimizer, scaler, state)
-                    task.save_extra(Path(tmp))
-                    if opts.keep_dir and step == plan.total_steps:
-                        save_checkpoint(Path(opts.keep_dir), raw_model, optimizer, scaler, state)
-                        task.save_extra(Path(opts.keep_dir))
-                    ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+                    with clock.phase("checkpoint"):  # the files; persisting them is the report's
+                        state = TrainState(step, seen, task.model_config(), {"run_id": opts.run_id}, unit=unit)
+                        save_checkpoint(Path(tmp), raw_model, optimizer, scaler, state)
+                        task.save_extra(Path(tmp))
+                        if opts.keep_dir and step == plan.total_steps:
+                            save_checkpoint(Path(opts.keep_dir), raw_model, optimizer, scaler, state)
+                            task.save_extra(Path(opts.keep_dir))
+                    report(values, Path(tmp))
             else:
-                ray.train.report(report)
+                report(values)
     return {"step": step, "start_step": start_step, "world_size": world, f"{unit}_seen": seen, **last}

@@ -11,10 +11,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mlflow.tracking import MlflowClient
 from ray import tune
 
 from motionlab.config import ExperimentConfig, MotionConfig
-from motionlab.tracking.runs import KIND_TAG, PARENT_TAG, SWEEP_TAG, RunLogger, open_training_run
+from motionlab.tracking.runs import KIND_TAG, PARENT_TAG, RUN_NAME_TAG, SWEEP_TAG, RunLogger, open_training_run
 from motionlab.tuning.space import PhysicsSpace, SearchSpace
 
 LOGGED_PREFIXES = ("train/", "eval/")
@@ -36,6 +37,25 @@ def root_cause(error: BaseException) -> str:
 
 def trial_run_name(sweep: str, trial_id: str) -> str:
     return f"{sweep}-{trial_id}"
+
+
+def drop_unsaved_trials(client: MlflowClient, experiment_id: str, sweep: str, saved: set[str]) -> list[str]:
+    """Delete (softly: `mlflow runs restore` brings one back) the child runs of trials that started after Tune's
+    last saved experiment state: the resumed sweep never hears of them again and runs their place as new trials,
+    so keeping them would show one trial twice. Returns the deleted runs' names."""
+    keep = {trial_run_name(sweep, t) for t in saved}
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and "
+                              f"tags.`{KIND_TAG}` = 'trial' and attributes.status = 'RUNNING'")
+    dropped = []
+    for run in runs:
+        name = run.data.tags.get(RUN_NAME_TAG, "")
+        if name not in keep:
+            client.set_tag(run.info.run_id, FAILURE_TAG, "started after the sweep's last saved state, then the "
+                           "driver died; the resumed sweep re-ran its place as a new trial")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            client.delete_run(run.info.run_id)
+            dropped.append(name)
+    return dropped
 
 
 class TrialRuns(tune.Callback):

@@ -1,9 +1,13 @@
 """Sweeps (4M alphas and lr, PhysicsSSM lambda_physics and lr): Ray Tune trials that each run a `TorchTrainer`.
 
-Train V2 cannot be handed to `Tuner` directly: each trial is a function that builds its TorchTrainer with
-`TuneReportCallback`, under a Train run name fixed by the trial id, so a restarted trial resumes from its
-own checkpoint. Optuna (TPE, seeded) proposes, ASHA stops trials whose metric lags, and the sweep is
-one MLflow parent run with one child run per trial. The best trial's whole config is written as YAML.
+A trial of a config with one worker (or none) trains inside its own Tune trial process (`launch="auto"`): the
+driver reads the data once and hands it to every trial through the object store, Tune reuses the trial
+process (torch and the project imported once), a killed trial restarts from its last reported checkpoint
+under Tune's `FailureConfig`, and the loop is the same skeleton with the same checkpoints and reports. A
+multi-worker trial (or `launch="trainer"`) builds its own TorchTrainer with `TuneReportCallback`, under a
+Train run name fixed by the trial id, so a restarted worker group resumes from its own checkpoint (Train V2
+cannot be handed to `Tuner` directly). Optuna (TPE, seeded) proposes, ASHA stops trials whose metric lags,
+and the sweep is one MLflow parent run with one child run per trial. The best trial's whole config is written as YAML.
 What a trial trains and which metric ranks it come from a `SweepTask` (`tuning.tasks`), the search space
 from `SweepSettings.space`; this module is the one driver for every kind of sweep.
 """
@@ -11,6 +15,7 @@ from `SweepSettings.space`; this module is the one driver for every kind of swee
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,14 +35,17 @@ from motionlab.tracking.runs import (
     experiment_id,
     git_commit,
 )
-from motionlab.tuning.mlflow_trials import TrialRuns, failure_file, root_cause, trial_run_name
+from motionlab.tuning.mlflow_trials import TrialRuns, drop_unsaved_trials, failure_file, root_cause, trial_run_name
 from motionlab.tuning.space import PhysicsSpace, SearchSpace
 from motionlab.tuning.tasks import SweepConfig, SweepData, SweepTask, default_task
+from motionlab.tuning.trial_times import TrialTimes
 from motionlab.workspace import Workspace
 
 METRIC, MODE = "eval/loss", "min"  # the 4M sweep's; a task names its own
 BEST_CONFIG = "best_config.yaml"
 TRIAL_DRIVER_CPU = 0.01
+LAUNCHES = ("auto", "process", "trainer")
+CHECKPOINTS_KEPT = 2  # per in-process trial, as a training run keeps
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,19 @@ class SweepSettings:
     experiment: str | None = None  # None: the task's (multimodal for 4M, motion for the SSMs)
     # fault drills by trial number (the trailing index of the Tune trial id): {1: {"poison_at_step": 5}}
     drills: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # where a trial trains: "auto" (in its own process when the config has at most one worker, else a
+    # TorchTrainer), "process" or "trainer"
+    launch: str = "auto"
+    reuse_actors: bool = True  # a finished trial's process serves the next trial of the same resources
+
+    def in_process(self, cfg: SweepConfig) -> bool:
+        """True when trials train inside their own Tune process."""
+        if self.launch not in LAUNCHES:
+            raise ValueError(f"sweep launch '{self.launch}': unknown; use one of {', '.join(LAUNCHES)}")
+        if self.launch == "process" and cfg.resources.num_workers > 1:
+            raise ValueError(f"sweep launch 'process' runs one worker, but the config asks for "
+                             f"resources.num_workers={cfg.resources.num_workers}; fix: use launch 'auto' or 'trainer'")
+        return self.launch == "process" or (self.launch == "auto" and cfg.resources.num_workers <= 1)
 
 
 @dataclass
@@ -77,6 +98,10 @@ class SweepOutcome:
     metric: str = METRIC
     # every trial's last report ({metric, "step"}), in Tune's order; ASHA-stopped trials end at earlier steps
     trial_reports: tuple[dict[str, float], ...] = ()
+    # where each trial's wall time went ({phase: seconds} and "wall", `tuning.trial_times`), in creation order;
+    # empty for a resumed sweep
+    trial_times: tuple[dict[str, float], ...] = ()
+    in_process: bool = True  # whether trials trained in their own Tune process
 
 
 def default_sweep_name(cfg: SweepConfig) -> str:
@@ -94,25 +119,62 @@ def _trial_number(trial_id: str) -> int:
 
 def run_trial(params: dict[str, float], base: SweepConfig, data_root: str, storage: str, sweep: str,
               max_failures: int, drills: dict[int, dict[str, Any]], task: SweepTask,
-              space: SearchSpace | PhysicsSpace) -> None:
-    """One trial: the base config with the trial's parameters, trained by its own TorchTrainer."""
+              space: SearchSpace | PhysicsSpace, payload: Any = None) -> None:
+    """One trial: the base config with the trial's parameters, trained in this process on `payload` (the
+    driver's preloaded data) or, with no payload, by its own TorchTrainer."""
+    started = time.time()
     cfg = space.trial_config(base, params)
-    data = task.open_data(Path(data_root), cfg)
     trial_id = tune.get_context().get_trial_id()
     drill = dict(drills.get(_trial_number(trial_id), {}))
     if "fail_at_step" in drill:  # the kill drill fires once per trial: its marker lives beside the trial
         drill.setdefault("fail_marker", str(Path(storage) / f"{trial_id}.killed"))
-    # MLflow is written by the driver's TrialRuns
-    trainer = task.build_trainer(cfg, data, drill, trial_run_name(sweep, trial_id), Path(storage), max_failures,
-                                 callbacks=[task.report_callback()])
     try:
-        result = trainer.fit()
-        if "diverged" in (result.return_value or {}):
-            raise FloatingPointError(result.return_value["diverged"])
+        if payload is not None:
+            returned = _train_in_process(cfg, payload, drill, started, task, Path(storage), trial_id)
+        else:
+            returned = _train_with_trainer(cfg, data_root, drill, started, task, Path(storage),
+                                           trial_run_name(sweep, trial_id), max_failures)
+        if "diverged" in returned:
+            raise FloatingPointError(returned["diverged"])
     except Exception as e:
         # the driver's TrialRuns records the root cause on the trial's MLflow run
         failure_file(Path(storage), trial_id).write_text(root_cause(e))
         raise
+
+
+def _train_in_process(cfg: SweepConfig, payload: Any, drill: dict[str, Any], started: float, task: SweepTask,
+                      storage: Path, trial_id: str) -> dict[str, Any]:
+    from motionlab.training.session import TuneSession
+    from motionlab.training.skeleton import LoopOptions
+
+    diverged = storage / f"{trial_id}.diverged"
+    if diverged.exists():
+        # Tune restarts a failed in-process trial, but a NaN comes back after every restart: fail at once
+        return {"diverged": diverged.read_text()}
+    session = TuneSession(cfg.resources.use_gpu, extra=task.report_extra)
+    returned = task.train_in_trial(cfg, payload, LoopOptions(started_at=started, **drill), session)
+    if "diverged" in returned:
+        diverged.write_text(returned["diverged"])
+    return returned
+
+
+def _train_with_trainer(cfg: SweepConfig, data_root: str, drill: dict[str, Any], started: float, task: SweepTask,
+                        storage: Path, run_name: str, max_failures: int) -> dict[str, Any]:
+    data = task.open_data(Path(data_root), cfg)
+    # MLflow is written by the driver's TrialRuns
+    trainer = task.build_trainer(cfg, data, {**drill, "started_at": started}, run_name, storage, max_failures,
+                                 callbacks=[task.report_callback()])
+    return trainer.fit().return_value or {}
+
+
+def trial_resources(cfg: SweepConfig, in_process: bool) -> dict[str, float]:
+    """What Tune reserves for one trial: the one worker's CPUs and GPUs when it trains in the trial's process;
+    a token share otherwise (the trial only drives its TorchTrainer, whose workers hold the real resources;
+    Tune refuses an empty request)."""
+    if not in_process:
+        return {"CPU": TRIAL_DRIVER_CPU}
+    r = cfg.resources
+    return {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.use_gpu else {})}
 
 
 def _start_points(settings: SweepSettings, cfg: SweepConfig) -> list[dict[str, float]]:
@@ -156,6 +218,7 @@ def _parent_run(client: MlflowClient, settings: SweepSettings, task: SweepTask, 
     params = {"search": settings.search, "scheduler": settings.scheduler, "num_samples": str(settings.num_samples),
               "max_concurrent": str(settings.max_concurrent), "seed": str(settings.seed), "metric": task.metric,
               "start_points": str(len(_start_points(settings, cfg))),
+              "trials_in_process": str(settings.in_process(cfg)),
               **settings.space.describe(cfg), **task.describe()}
     for key, value in params.items():
         client.log_param(run.info.run_id, key, value)
@@ -184,15 +247,24 @@ def run_sweep(cfg: SweepConfig, data: SweepData, workspace: Workspace,
     total_steps, eval_every = task.schedule(cfg, data)
     trials_storage = workspace.ray_storage / "sweeps" / f"{name}-trials"
     trials_storage.mkdir(parents=True, exist_ok=True)
+    in_process = settings.in_process(cfg)
+    # the data every trial trains on, read once here: with_parameters puts it in the object store once
+    payload = task.preload(data, cfg) if in_process else None
     trainable = tune.with_parameters(run_trial, base=cfg, data_root=str(data.root), storage=str(trials_storage),
                                      sweep=name, max_failures=settings.trial_max_failures, drills=settings.drills,
-                                     task=task, space=settings.space)
-    # the trial function only drives its TorchTrainer, whose workers hold the real CPUs and GPUs; Tune refuses
-    # an empty request, so the driver takes a token share
-    trainable = tune.with_resources(trainable, {"CPU": TRIAL_DRIVER_CPU})
+                                     task=task, space=settings.space, payload=payload)
+    trainable = tune.with_resources(trainable, trial_resources(cfg, in_process))
+    where = "in their own processes" if in_process else "by their own TorchTrainers"
     print(f"{'resuming' if restoring else 'starting'} sweep {name}: {settings.num_samples} trials of "
-          f"{cfg.run_label}, {settings.search} + {settings.scheduler}, MLflow parent run {parent} ({uri})")
+          f"{cfg.run_label} trained {where}, {settings.search} + {settings.scheduler}, MLflow parent run {parent} "
+          f"({uri})")
+    times = TrialTimes()
     if restoring:
+        saved = {t.trial_id for t in tune.ExperimentAnalysis(str(path)).trials}
+        exp_id = experiment_id(client, experiment, workspace.mlflow_artifacts)
+        for dropped in drop_unsaved_trials(client, exp_id, name, saved):
+            print(f"run {dropped}: its trial started after the sweep's last saved state; deleted, its place runs "
+                  "again as a new trial")
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
         callback = TrialRuns(uri, experiment, parent, name, cfg,
@@ -205,12 +277,19 @@ def run_sweep(cfg: SweepConfig, data: SweepData, workspace: Workspace,
             tune_config=tune.TuneConfig(search_alg=searcher,
                                         scheduler=_scheduler(settings, task, total_steps, eval_every),
                                         num_samples=settings.num_samples,
-                                        max_concurrent_trials=settings.max_concurrent),
-            run_config=tune.RunConfig(name=name, storage_path=str(root), callbacks=[callback],
-                                      failure_config=tune.FailureConfig(max_failures=0)),
+                                        max_concurrent_trials=settings.max_concurrent,
+                                        reuse_actors=settings.reuse_actors),
+            run_config=tune.RunConfig(
+                name=name, storage_path=str(root), callbacks=[callback, times],
+                # an in-process trial's restarts are Tune's; a TorchTrainer's worker group restarts under Train's
+                failure_config=tune.FailureConfig(max_failures=settings.trial_max_failures if in_process else 0),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)),
         )
     results = tuner.fit()
-    return _finish(client, results, cfg, name, parent, workspace, task, settings.space)
+    outcome = _finish(client, results, cfg, name, parent, workspace, task, settings.space)
+    outcome.trial_times = tuple(times.table().values())
+    outcome.in_process = in_process
+    return outcome
 
 
 def _finish(client: MlflowClient, results: tune.ResultGrid, cfg: SweepConfig, name: str, parent: str,

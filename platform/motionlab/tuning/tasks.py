@@ -8,7 +8,7 @@ to it reaches the 4M alpha sweep and the PhysicsSSM lambda sweep at once.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from motionlab.config import ExperimentConfig, MotionConfig
 from motionlab.tracking.runs import EXPERIMENT_MOTION, EXPERIMENT_MULTIMODAL
+from motionlab.training.session import Session
 
 # what every task's data has: `root` (the folder a trial reopens) and `digest` (the MLflow data_manifest tag)
 SweepData = Any
@@ -43,9 +44,23 @@ class SweepTask(ABC):
     def schedule(self, cfg: SweepConfig, data: SweepData) -> tuple[int, int]:
         """(total optimizer steps, steps between evaluations): ASHA's rungs and the early-stop tag."""
 
+    @abstractmethod
+    def preload(self, data: SweepData, cfg: SweepConfig) -> Any:
+        """What an in-process trial trains on, read once by the sweep's driver and shared through the object
+        store (the data every trial of the sweep reads: the space changes no data setting)."""
+
+    @abstractmethod
+    def train_in_trial(self, cfg: SweepConfig, payload: Any, opts: Any, session: Session) -> dict[str, Any]:
+        """Train one worker in the trial's own process on `preload`'s payload; returns the loop's final values."""
+
     def report_callback(self) -> TuneReportCallback:
         """What forwards the trial's Train reports to Tune (and so to Optuna, ASHA and the child run)."""
         return TuneReportCallback()
+
+    def report_extra(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """Metrics a report gains before Tune sees it (in-process trials; a TorchTrainer's go through
+        `report_callback`); none by default."""
+        return {}
 
     def describe(self) -> dict[str, str]:
         """Extra params of the sweep's parent run."""
@@ -69,6 +84,14 @@ class MultimodalTask(SweepTask):
 
         opts = LoopOptions(text_eos=data.text_eos(), **drill)
         return build_trainer(cfg, data, opts, run_name, storage, max_failures, callbacks=callbacks)
+
+    def preload(self, data: SweepData, cfg: SweepConfig) -> Any:
+        return data.in_memory(cfg)
+
+    def train_in_trial(self, cfg: SweepConfig, payload: Any, opts: Any, session: Session) -> dict[str, Any]:
+        from motionlab.training.loop import train_in_process
+
+        return train_in_process(cfg, replace(opts, text_eos=payload.text_eos), payload, session)
 
     def schedule(self, cfg: SweepConfig, data: SweepData) -> tuple[int, int]:
         from motionlab.training.schedule import TokenSchedule
@@ -139,6 +162,17 @@ class MotionTask(SweepTask):
 
         return build_motion_trainer(cfg, data, LoopOptions(**drill), run_name, storage, max_failures,
                                     callbacks=callbacks)
+
+    def preload(self, data: SweepData, cfg: SweepConfig) -> Any:
+        return data.payload()
+
+    def train_in_trial(self, cfg: SweepConfig, payload: Any, opts: Any, session: Session) -> dict[str, Any]:
+        from motionlab.training.motion_loop import motion_train_in_process
+
+        return motion_train_in_process(cfg, opts, payload, session)
+
+    def report_extra(self, metrics: dict[str, Any]) -> dict[str, float]:
+        return self.objective(metrics)
 
     def schedule(self, cfg: SweepConfig, data: SweepData) -> tuple[int, int]:
         from motionlab.training.motion_loop import epoch_plan
