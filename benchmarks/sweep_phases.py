@@ -6,6 +6,9 @@ when absent); `--task physics` sweeps PhysicsSSM's lambda_physics and lr on the 
 Both arms use the CLI's searcher (TPE, the base config as the first trial) and, by default, FIFO, so every trial
 runs its whole schedule and the two arms do the same optimizer steps (`--scheduler asha` for early stopping).
 
+`--ablation` adds the two changes alone: a TorchTrainer per trial in reused trial processes (torch and the project
+imported once), and in-process trials each in a new process.
+
 Printed: per phase (`tuning.trial_times.PHASES`) the mean seconds per trial and the share of trial wall time in
 each arm, the sweep's wall time, the time between trials, and the share of trial wall time spent in optimizer
 steps (their batches included) and evaluation. The last line reads `train_share=<x> sweep_time_ratio=<new/old>`
@@ -28,8 +31,11 @@ from motionlab.tuning.sweep import SweepOutcome, SweepSettings, run_sweep
 from motionlab.tuning.trial_times import PHASES, TRAINING_PHASES
 from motionlab.workspace import Workspace
 
-# (label, launch, reuse_actors): the previous way first
+# (label, launch, reuse_actors): the previous way first, the new default last
 ARMS = (("trainer", "trainer", False), ("in-process", "auto", True))
+# --ablation: each change alone
+ABLATION = (("trainer", "trainer", False), ("trainer+reuse", "trainer", True), ("process-new", "process", False),
+            ("in-process", "auto", True))
 
 
 @dataclass
@@ -68,7 +74,7 @@ def table(arms: list[Arm]) -> list[str]:
 
 
 def summary(arms: list[Arm]) -> str:
-    old, new = arms
+    old, new = arms[0], arms[-1]
     return f"train_share={share(new.outcome.trial_times):.2f} sweep_time_ratio={new.seconds / old.seconds:.2f}"
 
 
@@ -96,6 +102,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8, help="trial budget of each sweep")
     parser.add_argument("--scheduler", choices=["fifo", "asha"], default="fifo")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ablation", action="store_true",
+                        help="also a TorchTrainer per trial in reused trial processes, and in-process trials in a "
+                             "new process each")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the smoke config")
     args = parser.parse_args()
 
@@ -104,7 +113,7 @@ def main() -> None:
     cfg, data, space = sweep_inputs(args.task, workspace, args.overrides)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     arms = []
-    for label, launch, reuse in ARMS:
+    for label, launch, reuse in ABLATION if args.ablation else ARMS:
         settings = SweepSettings(name=f"phases-{args.task}-{label}-{stamp}", num_samples=args.trials, seed=args.seed,
                                  scheduler=args.scheduler, space=space, launch=launch, reuse_actors=reuse)
         t0 = time.perf_counter()

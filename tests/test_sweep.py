@@ -11,12 +11,20 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import load_benchmark
 from motionlab.config import load_config
 from motionlab.tracking.runs import KIND_TAG, PARENT_TAG, RUN_NAME_TAG, SWEEP_TAG
 from motionlab.training.data import PreparedData
 from motionlab.tuning.mlflow_trials import FAILURE_TAG, STOPPED_TAG, drop_unsaved_trials
 from motionlab.tuning.space import SearchSpace, trial_config, trial_overrides
-from motionlab.tuning.sweep import BEST_CONFIG, TRIAL_DRIVER_CPU, SweepSettings, run_sweep, trial_resources
+from motionlab.tuning.sweep import (
+    BEST_CONFIG,
+    TRIAL_DRIVER_CPU,
+    SweepOutcome,
+    SweepSettings,
+    run_sweep,
+    trial_resources,
+)
 from motionlab.tuning.trial_times import split_wall, train_share
 from motionlab.workspace import Workspace
 
@@ -200,3 +208,22 @@ def test_trials_in_process_and_by_trainer_keep_one_contract(smoke_data: Prepared
     # an in-process trial's checkpoints live in its Tune trial folder, the last two kept (10, 20, 25 reported)
     (proc_trial,) = trial_dirs(ws, "sw-proc")
     assert len(list(proc_trial.glob("checkpoint_*"))) == 2
+
+
+def test_the_phase_benchmark_prints_shares_and_the_ratio() -> None:
+    bench = load_benchmark("sweep_phases")
+
+    def outcome(trials: tuple) -> SweepOutcome:
+        return SweepOutcome("s", "p", {}, 1.0, Path("best.yaml"), len(trials), 0, trial_times=trials)
+
+    loop = {"steps": 20.0, "eval": 2.0, "first_step": 0.5}
+    slow = tuple(split_wall(0.0, 50.0, loop, {"trial": 5.0, "loop": 17.0, "report": 46.0}) for _ in range(2))
+    fast = tuple(split_wall(0.0, 25.0, loop, {"trial": 1.0, "loop": 1.1, "report": 24.9}) for _ in range(2))
+    arms = [bench.Arm("trainer", outcome(slow), 104.0), bench.Arm("in-process", outcome(fast), 52.0)]
+    assert bench.share(slow) == pytest.approx(22.5 / 50) and bench.share(fast) == pytest.approx(22.5 / 25)
+    assert bench.summary(arms) == "train_share=0.90 sweep_time_ratio=0.50"
+    lines = bench.table(arms)
+    framework = next(line for line in lines if line.startswith("framework_start")).split()
+    assert framework[1:] == ["12.00", "24.0%", "0.10", "0.4%"]  # mean seconds per trial, share of trial wall
+    assert next(line for line in lines if line.startswith("wall")).split()[1:] == ["50.00", "100.0%", "25.00",
+                                                                                   "100.0%"]

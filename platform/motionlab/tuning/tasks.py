@@ -1,5 +1,6 @@
-"""What a sweep trains: a task tells the one sweep driver (`tuning.sweep`) how a trial reads its data, builds its
-TorchTrainer, how long its schedule is, which MLflow experiment it belongs to and which metric ranks it.
+"""What a sweep trains: a task tells the one sweep driver (`tuning.sweep`) how a trial reads its data and trains
+(in its own process on data the driver preloaded, or by its own TorchTrainer), how long its schedule is, which
+MLflow experiment it belongs to and which metric ranks it.
 
 The driver owns everything else (Optuna, ASHA, the parent and child runs, resume, the best config), so a fix
 to it reaches the 4M alpha sweep and the PhysicsSSM lambda sweep at once.
@@ -38,7 +39,8 @@ class SweepTask(ABC):
     @abstractmethod
     def build_trainer(self, cfg: SweepConfig, data: SweepData, drill: dict[str, Any], run_name: str,
                       storage: Path, max_failures: int, callbacks: list) -> TorchTrainer:
-        """The trial's TorchTrainer; MLflow is written by the driver, so no run id goes to the workers."""
+        """The trial's TorchTrainer; `drill` holds LoopOptions fields (fault drills, the trial's start time).
+        MLflow is written by the driver, so no run id goes to the workers."""
 
     @abstractmethod
     def schedule(self, cfg: SweepConfig, data: SweepData) -> tuple[int, int]:
